@@ -1,0 +1,69 @@
+"""Applications, their keys, and channels: the bootstrap services."""
+
+from django.db import transaction
+
+from .models import ApiKey, Application, Channel
+from .providers import provider_class
+
+
+@transaction.atomic
+def application_create(*, name: str, is_admin: bool = False) -> tuple[Application, str]:
+    """Create an application and its first key; the raw key is returned once, never stored."""
+    application = Application.objects.create(name=name, is_admin=is_admin)
+    _, raw_key = ApiKey.issue(application)
+    return application, raw_key
+
+
+def application_for_key(raw_key: str) -> Application | None:
+    parts = raw_key.split("_")
+    if len(parts) < 3:
+        return None
+    key = (
+        ApiKey.objects.select_related("application")
+        .filter(prefix=parts[1], revoked_at__isnull=True)
+        .first()
+    )
+    if key is None or not key.matches(raw_key):
+        return None
+    return key.application
+
+
+def channel_upsert(*, name: str, type: str | None = None, config: dict | None = None,
+                   max_attempts: int | None = None, retry_delay: float | None = None,
+                   enabled: bool | None = None) -> tuple[Channel, bool]:
+    """Create a channel, or update the given fields of an existing one. Raises ConfigError."""
+    channel = Channel.objects.filter(name=name).first()
+    created = channel is None
+    if created:
+        if not type:
+            raise ValueError("a new channel needs a type")
+        channel = Channel(name=name, type=type)
+    if type:
+        channel.type = type
+    if config is not None:
+        channel.config = config
+    channel.config = provider_class(channel.type).clean_config(channel.config)
+    if max_attempts is not None:
+        if max_attempts < 1:
+            raise ValueError("max attempts must be at least 1")
+        channel.max_attempts = max_attempts
+    if retry_delay is not None:
+        if retry_delay < 0:
+            raise ValueError("retry delay must be ≥ 0")
+        channel.retry_delay = retry_delay
+    if enabled is not None:
+        channel.enabled = enabled
+    channel.save()
+    return channel, created
+
+
+DEMO_NAME = "demo"
+
+
+def demo_bootstrap() -> str | None:
+    """On an empty database: a demo application and simulator channel. Returns the new key."""
+    if Application.objects.exists():
+        return None
+    channel_upsert(name=DEMO_NAME, type="simulator", max_attempts=3, retry_delay=2)
+    _, raw_key = application_create(name=DEMO_NAME, is_admin=True)
+    return raw_key

@@ -1,0 +1,78 @@
+from django.contrib import admin
+
+from .models import Application, ApiKey, Channel, Message, MessageEvent, Receipt
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ["prefix", "created_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        # Keys are issued by `createapp`, which shows the raw key once.
+        return False
+
+
+@admin.register(Application)
+class ApplicationAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_admin", "created_at"]
+    search_fields = ["name"]
+    inlines = [ApiKeyInline]
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ["name", "type", "enabled", "max_attempts", "retry_delay", "updated_at"]
+    list_filter = ["type", "enabled"]
+    search_fields = ["name"]
+
+
+class MessageEventInline(admin.TabularInline):
+    model = MessageEvent
+    fields = ["sequence", "status_code", "attempt", "error_code", "error_message", "raw_code",
+              "fallback_to", "env", "link", "created_at"]
+    readonly_fields = fields
+    ordering = ["sequence"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    """History, read-only: statuses change only through the lifecycle."""
+
+    list_display = ["id", "status", "channel", "application", "receiver", "attempts", "created_at"]
+    list_filter = ["status", "channel", "application", "created_at"]
+    search_fields = ["=id", "receiver"]
+    date_hierarchy = "created_at"
+    list_select_related = ["channel", "application"]
+    inlines = [MessageEventInline]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Receipt)
+class ReceiptAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "channel", "message", "outcome", "detail"]
+    list_filter = ["outcome", "channel"]
+    search_fields = ["=message__id"]
+    raw_id_fields = ["message"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

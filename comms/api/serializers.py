@@ -1,0 +1,155 @@
+"""Request and response shapes, camelCase like the payloads. Validation only: the views
+hand validated data to services."""
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..models import Channel, Message
+from ..payloads import event_payload
+from ..providers import PROVIDERS, ConfigError, provider_class
+
+MAX_FALLBACK_DEPTH = 5
+
+
+class ChannelNameField(serializers.Field):
+    """A channel by name. A batch passes every channel in `context["channels"]` so that
+    1,000 items cost one query, not 1,000."""
+
+    default_error_messages = {
+        "unknown": "Unknown channel '{name}'.",
+        "disabled": "Channel '{name}' is disabled.",
+        "invalid": "A channel name (a string) is required.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not data:
+            self.fail("invalid")
+        channels = self.context.get("channels")
+        channel = channels.get(data) if channels is not None else Channel.objects.filter(name=data).first()
+        if channel is None:
+            self.fail("unknown", name=data)
+        if not channel.enabled:
+            self.fail("disabled", name=data)
+        return channel
+
+    def to_representation(self, value):
+        return value.name
+
+
+class ContentSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=100_000, trim_whitespace=False)
+    html = serializers.CharField(required=False, max_length=500_000, trim_whitespace=False)
+    subject = serializers.CharField(required=False, max_length=998)
+
+
+class MessageInputSerializer(serializers.Serializer):
+    channel = ChannelNameField()
+    receiver = serializers.CharField(max_length=320)
+    sender = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    content = ContentSerializer()
+    context = serializers.DictField(required=False)
+    sendAt = serializers.DateTimeField(source="send_at", required=False, allow_null=True)
+    expiresAt = serializers.DateTimeField(source="expires_at", required=False, allow_null=True)
+    fallback = serializers.DictField(
+        required=False, allow_null=True,
+        help_text="Another message of this same shape, started if this one fails or expires.",
+    )
+
+    def validate_fallback(self, value):
+        if value is None:
+            return None
+        depth = self.context.get("depth", 0) + 1
+        if depth > MAX_FALLBACK_DEPTH:
+            raise serializers.ValidationError(f"A fallback chain has at most {MAX_FALLBACK_DEPTH} links.")
+        nested = MessageInputSerializer(data=value, context={**self.context, "depth": depth})
+        nested.is_valid(raise_exception=True)
+        return nested.validated_data
+
+    def validate(self, attrs):
+        send_at, expires_at = attrs.get("send_at"), attrs.get("expires_at")
+        if expires_at and send_at and send_at >= expires_at:
+            raise serializers.ValidationError({"expiresAt": ["Must be later than sendAt."]})
+        if expires_at and expires_at <= timezone.now():
+            raise serializers.ValidationError({"expiresAt": ["Must be in the future."]})
+        return attrs
+
+
+class BatchInputSerializer(serializers.Serializer):
+    messages = serializers.ListField(
+        child=serializers.DictField(), min_length=1, max_length=settings.RELAY_BATCH_MAX
+    )
+    context = serializers.DictField(required=False)
+
+    def validate_messages(self, items):
+        """All or nothing: errors are keyed by the item's index."""
+        channels = {c.name: c for c in Channel.objects.all()}
+        validated, errors = [], {}
+        for index, item in enumerate(items):
+            item_serializer = MessageInputSerializer(data=item, context={"channels": channels})
+            if item_serializer.is_valid():
+                validated.append(item_serializer.validated_data)
+            else:
+                errors[str(index)] = item_serializer.errors
+        if errors:
+            raise serializers.ValidationError(errors)
+        return validated
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    channel = serializers.CharField(source="channel.name")
+    sendAt = serializers.DateTimeField(source="send_at")
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    fallbackTo = serializers.CharField(source="fallback_to_id", required=False)
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+    class Meta:
+        model = Message
+        fields = [
+            "id", "status", "channel", "sender", "receiver", "content", "context",
+            "sendAt", "expiresAt", "attempts", "fallbackTo", "createdAt", "updatedAt",
+        ]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if data.get("fallbackTo") is None:
+            data.pop("fallbackTo", None)
+        return data
+
+
+class MessageDetailSerializer(MessageSerializer):
+    events = serializers.SerializerMethodField()
+
+    class Meta(MessageSerializer.Meta):
+        fields = [*MessageSerializer.Meta.fields, "events"]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_events(self, message):
+        return [event_payload(e, message, message.channel.name) for e in message.events.all()]
+
+
+class BatchResultSerializer(serializers.Serializer):
+    messages = MessageSerializer(many=True)
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    type = serializers.ChoiceField(choices=sorted(PROVIDERS))
+    maxAttempts = serializers.IntegerField(source="max_attempts", min_value=1, max_value=100, default=3)
+    retryDelay = serializers.FloatField(source="retry_delay", min_value=0, max_value=86_400, default=5.0)
+    config = serializers.DictField(required=False, default=dict)
+
+    class Meta:
+        model = Channel
+        fields = ["name", "type", "config", "maxAttempts", "retryDelay", "enabled"]
+
+    def validate(self, attrs):
+        channel_type = attrs.get("type") or (self.instance.type if self.instance else None)
+        config = attrs.get("config", self.instance.config if self.instance else {})
+        try:
+            attrs["config"] = provider_class(channel_type).clean_config(config)
+        except ConfigError as exc:
+            raise serializers.ValidationError({"config": [str(exc)]}) from exc
+        return attrs

@@ -1,0 +1,90 @@
+"""Thin views: validate, call a service, serialize."""
+
+from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, mixins, status, viewsets
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import selectors
+from ..models import Channel
+from ..submission import message_submit, message_submit_batch
+from .filters import MessageFilter
+from .permissions import IsAdminApplication
+from .serializers import (
+    BatchInputSerializer,
+    BatchResultSerializer,
+    ChannelSerializer,
+    MessageDetailSerializer,
+    MessageInputSerializer,
+    MessageSerializer,
+)
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "pageSize"
+
+
+class MessageListCreateView(generics.ListAPIView):
+    serializer_class = MessageSerializer
+    pagination_class = NewestFirst
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = MessageFilter
+
+    def get_queryset(self):
+        return selectors.messages_of(self.request.user)
+
+    @extend_schema(
+        request=MessageInputSerializer,
+        responses={202: MessageSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+    )
+    def post(self, request):
+        serializer = MessageInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        message, _ = message_submit(
+            application=request.user,
+            data=serializer.validated_data,
+            idempotency_key=request.headers.get("Idempotency-Key") or None,
+        )
+        return Response(MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
+
+
+class MessageBatchView(APIView):
+    @extend_schema(request=BatchInputSerializer, responses={202: BatchResultSerializer})
+    def post(self, request):
+        serializer = BatchInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        messages = message_submit_batch(
+            application=request.user,
+            items=serializer.validated_data["messages"],
+            context=serializer.validated_data.get("context"),
+        )
+        return Response(
+            {"messages": MessageSerializer(messages, many=True).data},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class MessageDetailView(APIView):
+    @extend_schema(responses=MessageDetailSerializer)
+    def get(self, request, message_id: str):
+        message = selectors.message_with_events(request.user, message_id)
+        if message is None:
+            raise Http404
+        return Response(MessageDetailSerializer(message).data)
+
+
+class ChannelViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                     mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    """Channels are shared infrastructure: only admin applications manage them."""
+
+    permission_classes = [IsAdminApplication]
+    serializer_class = ChannelSerializer
+    queryset = Channel.objects.order_by("name")
+    lookup_field = "name"

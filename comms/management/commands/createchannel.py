@@ -1,0 +1,40 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from comms.accounts import channel_upsert
+
+
+class Command(BaseCommand):
+    help = "Create a channel, or update the given settings of an existing one."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--type", help="provider type, e.g. simulator (required to create)")
+        parser.add_argument("--max-attempts", type=int)
+        parser.add_argument("--retry-delay", type=float, help="seconds before the first retry")
+        parser.add_argument("--config", help="provider settings as a JSON object")
+        parser.add_argument("--disable", action="store_true")
+        parser.add_argument("--enable", action="store_true")
+
+    def handle(self, *args, **options):
+        config = None
+        if options["config"] is not None:
+            try:
+                config = json.loads(options["config"])
+            except json.JSONDecodeError as exc:
+                raise CommandError(f"--config is not valid JSON: {exc}") from exc
+        enabled = True if options["enable"] else (False if options["disable"] else None)
+        try:
+            channel, created = channel_upsert(
+                name=options["name"], type=options["type"], config=config,
+                max_attempts=options["max_attempts"], retry_delay=options["retry_delay"],
+                enabled=enabled,
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(
+            f"{'Created' if created else 'Updated'} channel {channel.name} ({channel.type}): "
+            f"maxAttempts={channel.max_attempts} retryDelay={channel.retry_delay}s "
+            f"enabled={channel.enabled} config={json.dumps(channel.config)}"
+        )

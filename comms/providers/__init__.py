@@ -1,0 +1,21 @@
+from .base import ConfigError, Provider, ProviderError, ReceiptEvent, Sent
+from .simulator import SimulatorProvider
+
+PROVIDERS: dict[str, type[Provider]] = {cls.type: cls for cls in [SimulatorProvider]}
+
+
+def provider_class(channel_type: str) -> type[Provider]:
+    try:
+        return PROVIDERS[channel_type]
+    except KeyError:
+        raise ConfigError(f"unknown channel type {channel_type!r}; known: {sorted(PROVIDERS)}") from None
+
+
+def provider_for(channel) -> Provider:
+    return provider_class(channel.type)(channel)
+
+
+__all__ = [
+    "PROVIDERS", "ConfigError", "Provider", "ProviderError", "ReceiptEvent", "Sent",
+    "provider_class", "provider_for",
+]

@@ -1,0 +1,91 @@
+"""What a channel provider is: a transport for attempts and a reader of receipts.
+
+A provider class maps its own vocabulary onto ours with tables, not branches. Subclasses
+implement `send`; those with receipts implement `parse_receipt`; the rest has defaults.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from ..status import ErrorCode
+
+if TYPE_CHECKING:
+    from ..models import Channel, Message
+
+
+class ProviderError(Exception):
+    """An attempt failed. `permanent` failures are not retried."""
+
+    def __init__(self, code: ErrorCode, message: str = "", *, permanent: bool = False,
+                 raw_code: str = ""):
+        super().__init__(message or code.label)
+        self.code = ErrorCode(code)
+        self.message = message or self.code.label
+        self.permanent = permanent
+        self.raw_code = raw_code
+
+
+class ConfigError(ValueError):
+    """A channel's config does not fit its provider."""
+
+
+@dataclass(frozen=True)
+class ReceiptEvent:
+    """One thing a receipt says about one message.
+
+    `kind` is DELIVERED, FAILED (with `error`), READ, INTERACTED or DELETED. The message is
+    named by our id or by the provider's reference; `attempt`, when known, keeps a late
+    receipt of an earlier attempt from touching a later one.
+    """
+
+    kind: str
+    message_id: str = ""
+    provider_ref: str = ""
+    attempt: int | None = None
+    error: ProviderError | None = None
+    env: dict | None = None
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class Sent:
+    message: "Message"
+    attempt: int
+    provider_ref: str
+
+
+class Provider:
+    type: ClassVar[str]
+
+    def __init__(self, channel: "Channel"):
+        self.channel = channel
+
+    @classmethod
+    def clean_config(cls, config: dict) -> dict:
+        """Validate a channel config, returning it normalised; raise ConfigError if wrong."""
+        if not isinstance(config, dict):
+            raise ConfigError("config must be a JSON object")
+        return config
+
+    def send(self, message: "Message", *, attempt: int) -> str:
+        """Hand one attempt to the provider and return its reference for it.
+
+        `attempt` is stable across re-claims of the same attempt: pass it on as an
+        idempotency key where the provider supports one. Raise ProviderError on failure.
+        """
+        raise NotImplementedError
+
+    def after_sent(self, sent: list[Sent]) -> None:
+        """Called once the SENT transitions have committed."""
+
+    def receipt_timeout(self, message: "Message") -> float | None:
+        """Seconds after SENT to ask `poll` about a message still waiting for a receipt."""
+        return None
+
+    def poll(self, messages: Iterable["Message"]) -> None:
+        """Ask the provider again about messages whose receipt is overdue."""
+
+    def parse_receipt(self, payload: dict) -> list[ReceiptEvent]:
+        """Turn a receipt's payload into our events; raise ValueError if it is malformed."""
+        raise ValueError(f"channel type {self.type} takes no receipts")

@@ -1,0 +1,139 @@
+"""The simulator: a provider with asynchronous receipts, steered by tokens in the receiver.
+
+`+447700900123#fail2` fails the first two attempts, then delivers. Its receipts travel
+the path real ones do: a `process_receipt` task with a payload this class parses.
+"""
+
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..status import ErrorCode
+from .base import ConfigError, Provider, ProviderError, ReceiptEvent, Sent
+
+_TOKEN = re.compile(r"^(fail)(\d*)$|^(reject|read|delete|silent)$")
+
+# Simulator receipt words -> our event kinds.
+RECEIPT_KINDS = {
+    "delivered": "DELIVERED",
+    "undelivered": "FAILED",
+    "read": "READ",
+    "clicked": "INTERACTED",
+    "deleted": "DELETED",
+}
+READ_ENV = {"os.name": "ios", "client": "relay-simulator"}
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    fail_first: int = 0  # attempts that fail temporarily; -1 means every attempt
+    reject: bool = False
+    read: bool = False
+    delete: bool = False
+    silent: bool = False
+
+    @classmethod
+    def of(cls, receiver: str) -> "Behaviour":
+        flags: dict = {}
+        for token in receiver.split("#")[1:]:
+            match = _TOKEN.match(token.strip().lower())
+            if not match:
+                continue
+            if match.group(1):
+                flags["fail_first"] = int(match.group(2)) if match.group(2) else -1
+            else:
+                flags[match.group(3)] = True
+        return cls(**flags)
+
+    def fails(self, attempt: int) -> bool:
+        return self.fail_first == -1 or attempt <= self.fail_first
+
+
+class SimulatorProvider(Provider):
+    type = "simulator"
+
+    @classmethod
+    def clean_config(cls, config: dict) -> dict:
+        config = super().clean_config(config)
+        for key in ("receiptDelay", "failureRate"):
+            value = config.get(key, 0)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{key} must be a number ≥ 0")
+        if config.get("failureRate", 0) > 1:
+            raise ConfigError("failureRate must be between 0 and 1")
+        unknown = set(config) - {"receiptDelay", "failureRate"}
+        if unknown:
+            raise ConfigError(f"unknown simulator settings: {sorted(unknown)}")
+        return config
+
+    @property
+    def receipt_delay(self) -> float:
+        return float(self.channel.config.get("receiptDelay", 0))
+
+    def send(self, message, *, attempt: int) -> str:
+        if Behaviour.of(message.receiver).reject:
+            raise ProviderError(ErrorCode.REJECTED_BY_CHANNEL, permanent=True, raw_code="reject")
+        return f"sim-{message.id}-{attempt}"
+
+    def after_sent(self, sent: list[Sent]) -> None:
+        from ..tasks import process_receipt
+
+        for item in sent:
+            payload = self.receipt_for(item, Behaviour.of(item.message.receiver))
+            if payload:
+                process_receipt.apply_async(
+                    (self.channel.name, payload), countdown=self.receipt_delay or None
+                )
+
+    def receipt_for(self, item: Sent, behaviour: Behaviour) -> dict | None:
+        if behaviour.silent:
+            return None
+        rate = float(self.channel.config.get("failureRate", 0))
+        if behaviour.fails(item.attempt) or (rate and random.random() < rate):
+            words = ["undelivered"]
+        else:
+            words = ["delivered"]
+            if behaviour.read or behaviour.delete:
+                words.append("read")
+            if behaviour.delete:
+                words.append("deleted")
+        return {
+            "messageId": item.message.id,
+            "attempt": item.attempt,
+            "ref": item.provider_ref,
+            "events": [{"event": w} for w in words],
+        }
+
+    def receipt_timeout(self, message) -> float | None:
+        if Behaviour.of(message.receiver).silent:
+            return None
+        # The simulator "retries its callback" if ours was lost, as real providers do.
+        return self.receipt_delay + 30.0
+
+    def poll(self, messages: Iterable) -> None:
+        self.after_sent([Sent(m, m.attempts, m.provider_ref) for m in messages])
+
+    def parse_receipt(self, payload: dict) -> list[ReceiptEvent]:
+        try:
+            message_id = str(payload["messageId"])
+            attempt = int(payload["attempt"])
+            words = [str(e["event"]) for e in payload["events"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed simulator receipt: {exc}") from exc
+        events = []
+        for word in words:
+            kind = RECEIPT_KINDS.get(word)
+            if kind is None:
+                raise ValueError(f"unknown simulator receipt event {word!r}")
+            events.append(
+                ReceiptEvent(
+                    kind=kind,
+                    message_id=message_id,
+                    attempt=attempt,
+                    error=ProviderError(ErrorCode.CHANNEL_UNKNOWN_ERROR, raw_code=word)
+                    if kind == "FAILED" else None,
+                    env=READ_ENV if kind == "READ" else None,
+                )
+            )
+        return events

@@ -1,0 +1,96 @@
+"""Accepting messages: one or a batch, each with its fallback chain, in a few queries."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import lifecycle
+from .dispatch import dispatch_on_commit, grace
+from .ids import new_id
+from .models import Application, Message
+from .status import Status
+
+
+def message_submit(*, application: Application, data: dict[str, Any],
+                   idempotency_key: str | None = None, now: datetime | None = None
+                   ) -> tuple[Message, bool]:
+    """Accept one message. Returns (message, created); a repeated Idempotency-Key returns
+    the first message and creates nothing."""
+    if idempotency_key:
+        existing = _by_idempotency_key(application, idempotency_key)
+        if existing:
+            return existing, False
+    try:
+        (message,) = message_submit_batch(
+            application=application, items=[data], idempotency_key=idempotency_key, now=now
+        )
+    except IntegrityError:
+        # Another request with the same key won the race: it is the first result.
+        existing = _by_idempotency_key(application, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+    return message, True
+
+
+def message_submit_batch(*, application: Application, items: Sequence[dict[str, Any]],
+                         context: dict | None = None, idempotency_key: str | None = None,
+                         now: datetime | None = None) -> list[Message]:
+    """Accept validated messages: one INSERT for all rows, one for their first events, and
+    one send task per chunk once committed. Returns the head messages in input order."""
+    now = now or timezone.now()
+    heads: list[Message] = []
+    rows: list[Message] = []
+    for item in items:
+        chain = _chain(application, item, dict(context or {}), now)
+        heads.append(chain[0])
+        rows.extend(chain)
+    if idempotency_key and heads:
+        heads[0].idempotency_key = idempotency_key
+    with transaction.atomic():
+        # Tails first, so every fallback_to points at a row that exists.
+        Message.objects.bulk_create(list(reversed(rows)))
+        lifecycle.record_created(heads, now)
+        dispatch_on_commit([m.id for m in heads if m.status == Status.QUEUED])
+    return heads
+
+
+def _chain(application: Application, item: dict, inherited: dict, now: datetime) -> list[Message]:
+    """The message and its fallbacks, linked; only the head starts, the rest wait."""
+    chain: list[Message] = []
+    node: dict | None = item
+    while node is not None:
+        context = {**inherited, **(node.get("context") or {})}
+        message = Message(
+            id=new_id(),
+            application=application,
+            channel=node["channel"],
+            sender=node.get("sender") or "",
+            receiver=node["receiver"],
+            content=node["content"],
+            context=context,
+            send_at=node.get("send_at"),
+            expires_at=node.get("expires_at"),
+            status=Status.PENDING,
+            created_at=now,
+            updated_at=now,
+        )
+        if chain:
+            chain[-1].fallback_to_id = message.id
+        chain.append(message)
+        inherited = context
+        node = node.get("fallback")
+    head = chain[0]
+    if head.send_at and head.send_at > now:
+        head.status, head.next_attempt_at = Status.SCHEDULED, head.send_at
+    else:
+        head.status, head.next_attempt_at = Status.QUEUED, now + grace()
+    head.event_seq = 1
+    return chain
+
+
+def _by_idempotency_key(application: Application, key: str) -> Message | None:
+    return Message.objects.filter(application=application, idempotency_key=key).first()

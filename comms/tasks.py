@@ -1,0 +1,29 @@
+"""Celery tasks: thin. They take ids and plain JSON, load, and call one service."""
+
+import logging
+
+from celery import shared_task
+
+from . import receipts, sending, sweeper
+from .models import Channel
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="comms.send_messages")
+def send_messages(message_ids: list[str]) -> None:
+    sending.send_attempts(message_ids)
+
+
+@shared_task(name="comms.process_receipt")
+def process_receipt(channel_name: str, payload: dict) -> None:
+    channel = Channel.objects.filter(name=channel_name).first()
+    if channel is None:
+        log.warning("receipt for unknown channel %s dropped", channel_name)
+        return
+    receipts.receipt_process(channel=channel, payload=payload)
+
+
+@shared_task(name="comms.tasks.sweep")
+def sweep() -> None:
+    sweeper.sweep_due_work()
