@@ -1,0 +1,90 @@
+"""Fixtures shared by the suite: applications with keys, channels, an API client, and a
+recorder for published tasks so unit tests run tasks by calling them, never eagerly."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from comms import tasks
+from comms.accounts import application_create, channel_upsert
+
+
+@pytest.fixture
+def app_and_key(db):
+    return application_create(name="acme")
+
+
+@pytest.fixture
+def application(app_and_key):
+    return app_and_key[0]
+
+
+@pytest.fixture
+def other_app_and_key(db):
+    return application_create(name="globex")
+
+
+@pytest.fixture
+def admin_app_and_key(db):
+    return application_create(name="ops", is_admin=True)
+
+
+def _client(raw_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+@pytest.fixture
+def api(app_and_key):
+    return _client(app_and_key[1])
+
+
+@pytest.fixture
+def other_api(other_app_and_key):
+    return _client(other_app_and_key[1])
+
+
+@pytest.fixture
+def admin_api(admin_app_and_key):
+    return _client(admin_app_and_key[1])
+
+
+@pytest.fixture
+def channel(db):
+    return channel_upsert(name="sim", type="simulator", max_attempts=3, retry_delay=10)[0]
+
+
+@pytest.fixture
+def backup_channel(db):
+    return channel_upsert(name="backup", type="simulator", max_attempts=1, retry_delay=1)[0]
+
+
+class Published:
+    """Tasks published during a test, by name: [(args, options), ...]."""
+
+    def __init__(self):
+        self.calls: dict[str, list[tuple[tuple, dict]]] = {}
+
+    def record(self, name):
+        def apply_async(args=(), kwargs=None, **options):
+            self.calls.setdefault(name, []).append((tuple(args), options))
+
+        return apply_async
+
+    def of(self, name) -> list[tuple[tuple, dict]]:
+        return self.calls.get(name, [])
+
+    def sent_ids(self) -> list[str]:
+        return [i for args, _ in self.of("send_messages") for i in args[0]]
+
+    def clear(self):
+        self.calls.clear()
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """Record instead of publishing; on_commit callbacks run at once in these tests."""
+    recorder = Published()
+    for name in ("send_messages", "process_receipt", "sweep"):
+        monkeypatch.setattr(getattr(tasks, name), "apply_async", recorder.record(name))
+    return recorder
