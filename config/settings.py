@@ -152,8 +152,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=1)
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
-CELERY_TASK_SOFT_TIME_LIMIT = 45
-CELERY_TASK_TIME_LIMIT = 55
+CELERY_TASK_SOFT_TIME_LIMIT = 30
+CELERY_TASK_TIME_LIMIT = 40
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
@@ -165,16 +165,17 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Relay --------------------------------------------------------------------------------
 # A claimed attempt is the claimer's for this long; it must outlast the task's hard limit.
-RELAY_CLAIM_LEASE = env.float("RELAY_CLAIM_LEASE", default=60.0)
+RELAY_CLAIM_LEASE = env.float("RELAY_CLAIM_LEASE", default=45.0)
 # Dispatched work not claimed within this long is dispatched again by the sweeper.
-RELAY_DISPATCH_GRACE = env.float("RELAY_DISPATCH_GRACE", default=30.0)
+RELAY_DISPATCH_GRACE = env.float("RELAY_DISPATCH_GRACE", default=20.0)
 # Retries due within this many seconds ride a Celery countdown; later ones wait in the
 # database for the sweeper (long countdowns are held unacknowledged in worker memory).
 RELAY_MAX_COUNTDOWN = env.float("RELAY_MAX_COUNTDOWN", default=300.0)
 # Message ids per send task: one broker round-trip and one claim query for many messages.
 RELAY_SEND_CHUNK = env.int("RELAY_SEND_CHUNK", default=50)
 RELAY_BATCH_MAX = 1000
-assert RELAY_CLAIM_LEASE > RELAY_DISPATCH_GRACE, "a claim must outlast the dispatch grace"
+if RELAY_CLAIM_LEASE <= CELERY_TASK_TIME_LIMIT:
+    raise environ.ImproperlyConfigured("RELAY_CLAIM_LEASE must outlast the task time limit (40 s)")
 
 LOGGING = {
     "version": 1,
