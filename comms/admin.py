@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Application, ApiKey, Channel, Message, MessageEvent, Receipt
+from .models import ApiKey, Application, Channel, Message, MessageEvent, Receipt
 
 
 class ApiKeyInline(admin.TabularInline):

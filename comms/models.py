@@ -89,7 +89,8 @@ class Message(models.Model):
     fallback_to = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="fallback_of"
     )
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "", when absent: the unique constraint ignores NULLs.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     provider_ref = models.CharField(max_length=255, blank=True, default="")
     # When the sweeper should next look at this row: the due time of the next attempt, the
     # end of a claim's lease, or when to ask the provider about a missing receipt.
@@ -167,3 +168,6 @@ class Receipt(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["channel", "-received_at"], name="receipt_channel_time")]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id}: {self.outcome}"

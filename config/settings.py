@@ -161,6 +161,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "comms.tasks.sweep",
         "schedule": env.float("RELAY_SWEEP_INTERVAL", default=15.0),
     },
+    "sweep-due-deliveries": {
+        "task": "deliveries.sweep",
+        "schedule": env.float("RELAY_SWEEP_INTERVAL", default=15.0),
+    },
 }
 
 # --- Relay --------------------------------------------------------------------------------
@@ -176,6 +180,19 @@ RELAY_SEND_CHUNK = env.int("RELAY_SEND_CHUNK", default=50)
 RELAY_BATCH_MAX = 1000
 if RELAY_CLAIM_LEASE <= CELERY_TASK_TIME_LIMIT:
     raise environ.ImproperlyConfigured("RELAY_CLAIM_LEASE must outlast the task time limit (40 s)")
+
+# --- Webhooks -----------------------------------------------------------------------------
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=DEBUG)
+# Seconds between attempts: the first retry 5 s after the first attempt, and so on.
+WEBHOOK_RETRY_SCHEDULE = [
+    float(s) for s in env.list("WEBHOOK_RETRY_SCHEDULE", default=["5", "300", "1800", "7200", "18000", "36000", "36000"])
+]
+WEBHOOK_RETRY_AFTER_MAX = env.float("WEBHOOK_RETRY_AFTER_MAX", default=3600.0)
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=15.0)
+WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5.0)
+WEBHOOK_ROTATION_OVERLAP_HOURS = env.float("WEBHOOK_ROTATION_OVERLAP_HOURS", default=24.0)
+WEBHOOK_SEND_CHUNK = env.int("WEBHOOK_SEND_CHUNK", default=20)
 
 LOGGING = {
     "version": 1,

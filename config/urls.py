@@ -7,6 +7,7 @@ from .health import healthz
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("comms.api.urls")),
+    path("api/v1/", include("deliveries.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),

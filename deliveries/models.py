@@ -1,0 +1,101 @@
+from django.db import models
+from django.db.models import Q
+
+from comms.ids import new_id
+from comms.models import Application, MessageEvent
+
+
+class Subscription(models.Model):
+    """An application's webhook endpoint, with the events and channels it wants."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="subscriptions")
+    url = models.URLField(max_length=2000)
+    events = models.JSONField(default=list, blank=True, help_text="Status codes; empty means all.")
+    channels = models.JSONField(default=list, blank=True, help_text="Channel names; empty means all.")
+    description = models.CharField(max_length=500, blank=True, default="")
+    headers = models.JSONField(default=dict, blank=True, help_text="Extra HTTP headers sent with each webhook.")
+    active = models.BooleanField(default=True)
+    secret = models.CharField(max_length=200)
+    # After a rotation the old secret signs too, until this time, so receivers can roll.
+    previous_secret = models.CharField(max_length=200, blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    # The start of the current unbroken run of failed attempts; cleared by any success.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["application", "active"], name="subscription_app_active")]
+
+    def __str__(self) -> str:
+        return f"{self.application} → {self.url}"
+
+    def wants(self, status_code: str, channel_name: str) -> bool:
+        return (not self.events or status_code in self.events) and (
+            not self.channels or channel_name in self.channels
+        )
+
+
+class Delivery(models.Model):
+    """One event for one subscription, until it lands or is given up."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(MessageEvent, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # As for messages: when the sweeper should look at the row (due retry or claim lease).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["event", "subscription"], name="delivery_once_per_event"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(next_attempt_at__isnull=False),
+                name="delivery_due_work",
+            ),
+            models.Index(fields=["subscription", "status", "-created_at"], name="delivery_sub_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class DeliveryAttempt(models.Model):
+    class ErrorKind(models.TextChoices):
+        TIMEOUT = "timeout"
+        CONNECTION = "connection"
+        TLS = "tls"
+        HTTP_STATUS = "http_status"
+        REFUSED_URL = "refused_url"
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    attempted_at = models.DateTimeField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    response_excerpt = models.TextField(blank=True, default="")
+    error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True, default="")
+    error_detail = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        ordering = ["delivery", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} #{self.number}"

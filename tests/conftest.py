@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 
 from comms import tasks
 from comms.accounts import application_create, channel_upsert
+from deliveries import tasks as delivery_tasks
 
 
 @pytest.fixture
@@ -87,4 +88,5 @@ def published(monkeypatch):
     recorder = Published()
     for name in ("send_messages", "process_receipt", "sweep"):
         monkeypatch.setattr(getattr(tasks, name), "apply_async", recorder.record(name))
+    monkeypatch.setattr(delivery_tasks.send_deliveries, "apply_async", recorder.record("send_deliveries"))
     return recorder

@@ -1,0 +1,55 @@
+from django.contrib import admin, messages
+
+from .models import Delivery, DeliveryAttempt, Subscription
+from .services import deliveries_retry
+from .signing import masked
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["id", "application", "url", "active", "disabled_at", "disabled_reason", "created_at"]
+    list_filter = ["active", "application"]
+    search_fields = ["=id", "url"]
+    # The secret is never shown in full: only its first characters.
+    exclude = ["secret", "previous_secret"]
+    readonly_fields = ["secret_hint", "previous_secret_expires_at", "failing_since", "disabled_at",
+                       "disabled_reason", "created_at", "updated_at"]
+
+    @admin.display(description="secret")
+    def secret_hint(self, obj):
+        return masked(obj.secret)
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ["number", "attempted_at", "status_code", "duration_ms", "error_kind", "error_detail",
+              "response_excerpt"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ["id", "subscription", "event", "status", "attempts", "last_status_code",
+                    "next_attempt_at", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["=id", "=event__id", "=event__message__id"]
+    list_select_related = ["subscription", "event"]
+    inlines = [DeliveryAttemptInline]
+    actions = ["retry_now"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Retry the selected deliveries now")
+    def retry_now(self, request, queryset):
+        count = deliveries_retry(list(queryset.values_list("id", flat=True)))
+        self.message_user(request, f"{count} deliveries will be attempted again.", messages.SUCCESS)

@@ -1,0 +1,70 @@
+from rest_framework import serializers
+
+from comms.status import EventCode
+
+from ..models import Delivery, DeliveryAttempt, Subscription
+from ..urlguard import RefusedURL, check_url
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    events = serializers.ListField(child=serializers.ChoiceField(choices=EventCode.choices), required=False)
+    channels = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    headers = serializers.DictField(child=serializers.CharField(max_length=1000), required=False)
+    disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True)
+    disabledReason = serializers.CharField(source="disabled_reason", read_only=True)
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+
+    class Meta:
+        model = Subscription
+        fields = ["id", "url", "events", "channels", "description", "headers", "active",
+                  "disabledAt", "disabledReason", "createdAt", "updatedAt"]
+        read_only_fields = ["id"]
+
+    def validate_url(self, value):
+        try:
+            check_url(value)
+        except RefusedURL as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        return value
+
+
+class SubscriptionWithSecretSerializer(SubscriptionSerializer):
+    """Only on create and rotate-secret: the one time the secret is shown."""
+
+    secret = serializers.CharField(read_only=True)
+
+    class Meta(SubscriptionSerializer.Meta):
+        fields = [*SubscriptionSerializer.Meta.fields, "secret"]
+
+
+class AttemptSerializer(serializers.ModelSerializer):
+    attemptedAt = serializers.DateTimeField(source="attempted_at")
+    statusCode = serializers.IntegerField(source="status_code")
+    durationMs = serializers.IntegerField(source="duration_ms")
+    responseExcerpt = serializers.CharField(source="response_excerpt")
+    errorKind = serializers.CharField(source="error_kind")
+    errorDetail = serializers.CharField(source="error_detail")
+
+    class Meta:
+        model = DeliveryAttempt
+        fields = ["number", "attemptedAt", "statusCode", "durationMs", "responseExcerpt",
+                  "errorKind", "errorDetail"]
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    eventId = serializers.CharField(source="event_id")
+    statusCode = serializers.CharField(source="event.status_code")
+    messageId = serializers.CharField(source="event.message_id")
+    nextAttemptAt = serializers.DateTimeField(source="next_attempt_at")
+    createdAt = serializers.DateTimeField(source="created_at")
+    attemptLog = AttemptSerializer(source="attempt_log", many=True)
+
+    class Meta:
+        model = Delivery
+        fields = ["id", "eventId", "statusCode", "messageId", "status", "attempts",
+                  "nextAttemptAt", "createdAt", "attemptLog"]
+
+
+class RecoverSerializer(serializers.Serializer):
+    since = serializers.DateTimeField()

@@ -1,0 +1,64 @@
+"""Subscriptions and replays: the writes behind the subscriptions API."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from comms.models import Application
+
+from .dispatch import publish_on_commit
+from .models import Delivery, Subscription
+from .signing import new_secret
+from .urlguard import check_url
+
+SUBSCRIPTION_FIELDS = ("url", "events", "channels", "description", "active", "headers")
+
+
+def subscription_create(*, application: Application, url: str, **fields) -> Subscription:
+    """Raises RefusedURL for a URL into a private network."""
+    check_url(url)
+    return Subscription.objects.create(application=application, url=url, secret=new_secret(),
+                                       **{k: v for k, v in fields.items() if k in SUBSCRIPTION_FIELDS})
+
+
+def subscription_update(*, subscription: Subscription, **fields) -> Subscription:
+    if "url" in fields:
+        check_url(fields["url"])
+    for name, value in fields.items():
+        if name in SUBSCRIPTION_FIELDS:
+            setattr(subscription, name, value)
+    if fields.get("active") is True:
+        # Re-enabling starts afresh: no stale reason, no inherited run of failures.
+        subscription.disabled_at, subscription.disabled_reason = None, ""
+        subscription.failing_since = None
+    subscription.save()
+    return subscription
+
+
+def subscription_rotate_secret(*, subscription: Subscription, now: datetime | None = None) -> Subscription:
+    """A new secret; the old one keeps signing beside it for WEBHOOK_ROTATION_OVERLAP_HOURS."""
+    now = now or timezone.now()
+    subscription.previous_secret = subscription.secret
+    subscription.previous_secret_expires_at = now + timedelta(hours=settings.WEBHOOK_ROTATION_OVERLAP_HOURS)
+    subscription.secret = new_secret()
+    subscription.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"])
+    return subscription
+
+
+def deliveries_retry(delivery_ids: list[str], *, now: datetime | None = None) -> int:
+    """One more attempt now for each of these deliveries, whatever their state."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        count = Delivery.objects.filter(id__in=delivery_ids).update(
+            status=Delivery.Status.PENDING, next_attempt_at=now, updated_at=now)
+        publish_on_commit(delivery_ids)
+    return count
+
+
+def subscription_recover(*, subscription: Subscription, since: datetime) -> int:
+    """Send again every failed delivery of this subscription created since `since`."""
+    ids = list(subscription.deliveries.filter(status=Delivery.Status.FAILED, created_at__gte=since)
+               .values_list("id", flat=True))
+    return deliveries_retry(ids)
