@@ -38,7 +38,7 @@ def publish_chunks_on_commit(task, ids: Sequence[str], size: int, countdown: flo
 
 def claim(message_ids: Sequence[str], now: datetime) -> list[Message]:
     """Claim the sendable messages among these for one attempt each (see comms.leases)."""
-    claimed = claim_due(Message, list(message_ids), SENDABLE, now)
+    claimed = claim_due(Message, list(message_ids), SENDABLE, now, mark_column="claimed_until")
     if not claimed:
         return []
     by_id = Message.objects.select_related("channel").in_bulk(claimed)
@@ -49,6 +49,6 @@ def release(messages: Sequence[Message], now: datetime) -> None:
     """Give back claims this worker will not use, and publish them again."""
     with transaction.atomic():
         Message.objects.filter(id__in=[m.id for m in messages], status__in=SENDABLE).update(
-            next_attempt_at=now + grace()
+            next_attempt_at=now + grace(), claimed_until=None
         )
         dispatch_on_commit([m.id for m in messages])

@@ -20,19 +20,28 @@ def grace() -> timedelta:
 
 
 def claim_due(model: type[Model], ids: Sequence[str], statuses: Collection[str],
-              now: datetime) -> set[str]:
-    """Claim the rows among `ids` in one of `statuses` that are due; return their ids."""
+              now: datetime, *, mark_column: str | None = None) -> set[str]:
+    """Claim the rows among `ids` in one of `statuses` that are due; return their ids.
+
+    `mark_column`, if given, is set to the lease's end, for others that must respect the
+    claim without competing for it (a cancel).
+    """
     if not ids:
         return set()
     ops = connection.ops
-    lease_end = now + grace() + timedelta(seconds=settings.RELAY_CLAIM_LEASE)
+    lease = timedelta(seconds=settings.RELAY_CLAIM_LEASE)
+    lease_end = now + grace() + lease
+    mark = f", {mark_column} = %s" if mark_column else ""
     sql = (
-        f"UPDATE {model._meta.db_table} SET next_attempt_at = %s "
+        f"UPDATE {model._meta.db_table} SET next_attempt_at = %s{mark} "
         f"WHERE id IN ({', '.join(['%s'] * len(ids))}) "
         f"AND status IN ({', '.join(['%s'] * len(statuses))}) AND next_attempt_at <= %s "
         "RETURNING id"
     )
-    params = [ops.adapt_datetimefield_value(lease_end), *ids, *sorted(statuses),
+    params = [ops.adapt_datetimefield_value(lease_end)]
+    if mark_column:
+        params.append(ops.adapt_datetimefield_value(now + lease))
+    params += [*ids, *sorted(statuses),
               ops.adapt_datetimefield_value(now + grace())]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -53,6 +53,7 @@ def transition(
     count_attempt: bool = False,
     next_attempt_at: datetime | None = None,
     per_message: Mapping[str, Mapping[str, Any]] | None = None,
+    unclaimed: bool = False,
     now: datetime | None = None,
 ) -> list[Moved]:
     """Move the messages that are in an allowed status to `target` and record the event.
@@ -60,7 +61,8 @@ def transition(
     `expected` narrows the allowed source statuses (never widens them); `attempts` only moves
     messages whose attempt count is exactly that; `count_attempt` adds one to it.
     `next_attempt_at` replaces the due time (None clears it: nothing is due). `per_message`
-    sets columns to a value per message ({column: {message_id: value}}).
+    sets columns to a value per message ({column: {message_id: value}}). `unclaimed` skips
+    messages a worker holds a claim on (a cancel must not take a message being sent).
     Messages that do not fit are left alone: the caller gets back only those that moved.
     """
     if not message_ids:
@@ -73,7 +75,8 @@ def transition(
     now = now or timezone.now()
     ops = connection.ops
     per_message = per_message or {}
-    sets = ["status = %s", "event_seq = event_seq + 1", "updated_at = %s"]
+    # Every change of status ends any claim on the message.
+    sets = ["status = %s", "event_seq = event_seq + 1", "updated_at = %s", "claimed_until = NULL"]
     params: list[Any] = [target.value, ops.adapt_datetimefield_value(now)]
     if "next_attempt_at" not in per_message:
         sets.append("next_attempt_at = %s")
@@ -95,6 +98,9 @@ def transition(
     if attempts is not None:
         where.append("attempts = %s")
         params.append(attempts)
+    if unclaimed:
+        where.append("(claimed_until IS NULL OR claimed_until < %s)")
+        params.append(ops.adapt_datetimefield_value(now))
     sql = (
         f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE {' AND '.join(where)} "
         "RETURNING id, event_seq, attempts"

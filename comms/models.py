@@ -95,6 +95,8 @@ class Message(models.Model):
     # When the sweeper should next look at this row: the due time of the next attempt, the
     # end of a claim's lease, or when to ask the provider about a missing receipt.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Set while a worker holds a claim on the attempt: a cancel cannot take the message then.
+    claimed_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -155,6 +157,7 @@ class Receipt(models.Model):
     class Outcome(models.TextChoices):
         APPLIED = "applied"
         IGNORED = "ignored"
+        DEFERRED = "deferred"
         UNKNOWN_MESSAGE = "unknown_message"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="receipts")

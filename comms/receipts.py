@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django.db.models import Q
 
 from . import lifecycle
@@ -9,41 +10,64 @@ from .lifecycle import EventDetails
 from .models import Channel, Message, Receipt
 from .providers import ReceiptEvent, provider_for
 from .sending import attempt_failed
-from .status import Status
+from .status import SENDABLE, Status
 
 log = logging.getLogger(__name__)
 
 FEEDBACK_OR_DELIVERED = {"DELIVERED", "READ", "INTERACTED", "DELETED"}
 
 
-def receipt_process(*, channel: Channel, payload: dict) -> Receipt:
+def receipt_process(*, channel: Channel, payload: dict, tries: int = 0) -> Receipt:
     """Apply a receipt's events in order and record the receipt with what became of it.
 
     Raises ValueError for a payload the provider cannot read. A receipt whose events do not
-    fit the message's status (late, repeated, out of order) is recorded as ignored.
+    fit the message's status (late, repeated, out of order) is recorded as ignored. One that
+    comes before its attempt's SENT is recorded is tried again shortly (deferred).
     """
     events = provider_for(channel).parse_receipt(payload)
-    message = _find_message(channel, events)
+    if not events:
+        raise ValueError("the receipt names no event")
+    message = _find_message(channel, events[0])
+    by_reference_only = not events[0].message_id
+    if _early(message, events[0]) or (message is None and by_reference_only):
+        if tries < settings.RELAY_RECEIPT_RETRIES:
+            return _defer(channel, payload, message, tries)
     if message is None:
         log.warning("receipt on channel %s for an unknown message: %s", channel.name, payload)
         return Receipt.objects.create(
-            channel=channel, payload=payload, outcome=Receipt.Outcome.UNKNOWN_MESSAGE
-        )
+            channel=channel, payload=payload, outcome=Receipt.Outcome.UNKNOWN_MESSAGE)
     applied = [event.kind for event in events if _apply(message, event)]
-    outcome = Receipt.Outcome.APPLIED if applied else Receipt.Outcome.IGNORED
     if not applied:
         log.info("receipt for %s ignored in status %s", message.id, message.status)
     return Receipt.objects.create(
-        channel=channel, message=message, payload=payload, outcome=outcome,
+        channel=channel, message=message, payload=payload,
+        outcome=Receipt.Outcome.APPLIED if applied else Receipt.Outcome.IGNORED,
         detail=", ".join(applied),
     )
 
 
-def _find_message(channel: Channel, events: list[ReceiptEvent]) -> Message | None:
-    if not events:
+def _early(message: Message | None, event: ReceiptEvent) -> bool:
+    """The provider answered faster than we recorded handing it the attempt."""
+    if message is None:
+        return False
+    if event.attempt is not None:
+        return event.attempt > message.attempts
+    return message.status in SENDABLE
+
+
+def _defer(channel: Channel, payload: dict, message: Message | None, tries: int) -> Receipt:
+    from .tasks import process_receipt
+
+    process_receipt.apply_async((channel.name, payload, tries + 1),
+                                countdown=settings.RELAY_RECEIPT_RETRY_DELAY)
+    return Receipt.objects.create(channel=channel, message=message, payload=payload,
+                                  outcome=Receipt.Outcome.DEFERRED, detail=f"try {tries + 1}")
+
+
+def _find_message(channel: Channel, event: ReceiptEvent) -> Message | None:
+    lookup = Q(id=event.message_id) if event.message_id else Q(provider_ref=event.provider_ref)
+    if not (event.message_id or event.provider_ref):
         return None
-    first = events[0]
-    lookup = Q(id=first.message_id) if first.message_id else Q(provider_ref=first.provider_ref)
     return Message.objects.select_related("channel").filter(lookup, channel=channel).first()
 
 

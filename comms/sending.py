@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import lifecycle
+from . import lifecycle, scheduling
 from .dispatch import claim, dispatch_on_commit, grace, release
 from .lifecycle import EventDetails
 from .models import Message
@@ -25,6 +25,9 @@ def send_attempts(message_ids: Sequence[str], *, now: datetime | None = None) ->
     """Make one attempt for each of these messages that can be claimed; return how many."""
     now = now or timezone.now()
     messages = claim(message_ids, now)
+    for message in [m for m in messages if m.expires_at and m.expires_at <= now]:
+        expire(message, now=now)
+        messages.remove(message)
     # Stop well inside the claim's lease; what is left goes back to the queue.
     budget_ends = time.monotonic() + settings.RELAY_CLAIM_LEASE / 2
     providers: dict[int, Provider] = {}
@@ -109,6 +112,9 @@ def attempt_failed(message: Message, error: ProviderError, *, attempt: int, afte
     with transaction.atomic():
         if not error.permanent and attempt < channel.max_attempts:
             delay = channel.retry_delay_after(attempt)
+            if message.expires_at and now + timedelta(seconds=delay) >= message.expires_at:
+                # The retry would fall after expiry: wake then, to find it EXPIRED.
+                delay = max((message.expires_at - now).total_seconds(), 0)
             due = now + timedelta(seconds=delay)
             short = delay <= settings.RELAY_MAX_COUNTDOWN
             # A countdown is a dispatch: give it the grace. A long wait is the sweeper's.
@@ -119,10 +125,26 @@ def attempt_failed(message: Message, error: ProviderError, *, attempt: int, afte
             if moved and short:
                 dispatch_on_commit([message.id], countdown=delay)
             return bool(moved)
+        return end_with_fallback(message, Status.DELIVERY_FAILED, **common)
+
+
+def expire(message: Message, *, now: datetime) -> bool:
+    """EXPIRED: not handed to the provider before expiresAt. Starts the fallback."""
+    return end_with_fallback(
+        message, Status.EXPIRED, expected=SENDABLE | {Status.SCHEDULED},
+        details=EventDetails(error_code=ErrorCode.EXPIRED, error_message=ErrorCode.EXPIRED.label),
+        now=now,
+    )
+
+
+def end_with_fallback(message: Message, target: Status, *, details: EventDetails, now: datetime,
+                      **conditions) -> bool:
+    """DELIVERY_FAILED or EXPIRED, naming and starting the next message of the chain."""
+    with transaction.atomic():
         fallback_id = _dormant_fallback(message)
         moved = lifecycle.transition(
-            [message.id], Status.DELIVERY_FAILED,
-            **{**common, "details": replace(details, fallback_to=fallback_id or "")},
+            [message.id], target, details=replace(details, fallback_to=fallback_id or ""),
+            now=now, **conditions,
         )
         if moved and fallback_id:
             start_messages([fallback_id], now=now)
@@ -138,10 +160,8 @@ def _dormant_fallback(message: Message) -> str | None:
 
 def start_messages(message_ids: Sequence[str], *, now: datetime) -> None:
     """Wake dormant messages (fallbacks): SCHEDULED if their sendAt is ahead, else QUEUED."""
-    rows = Message.objects.filter(id__in=message_ids, status=Status.PENDING).values_list("id", "send_at")
-    later = {i: send_at for i, send_at in rows if send_at and send_at > now}
-    now_ids = [i for i in message_ids if i not in later]
-    for message_id, send_at in later.items():
-        lifecycle.transition([message_id], Status.SCHEDULED, next_attempt_at=send_at, now=now)
+    dormant = list(Message.objects.filter(id__in=message_ids, status=Status.PENDING))
+    scheduling.schedule([m for m in dormant if m.send_at and m.send_at > now], now)
+    now_ids = [m.id for m in dormant if not (m.send_at and m.send_at > now)]
     moved = lifecycle.transition(now_ids, Status.QUEUED, next_attempt_at=now + grace(), now=now)
     dispatch_on_commit([m.id for m in moved])

@@ -11,6 +11,7 @@ from . import lifecycle
 from .dispatch import dispatch_on_commit, grace
 from .ids import new_id
 from .models import Application, Message
+from .scheduling import next_look, publish_countdowns_on_commit
 from .status import Status
 
 
@@ -55,6 +56,8 @@ def message_submit_batch(*, application: Application, items: Sequence[dict[str, 
         Message.objects.bulk_create(list(reversed(rows)))
         lifecycle.record_created(heads, now)
         dispatch_on_commit([m.id for m in heads if m.status == Status.QUEUED])
+        publish_countdowns_on_commit(
+            [(m.id, m.send_at) for m in heads if m.status == Status.SCHEDULED], now)
     return heads
 
 
@@ -85,7 +88,7 @@ def _chain(application: Application, item: dict, inherited: dict, now: datetime)
         node = node.get("fallback")
     head = chain[0]
     if head.send_at and head.send_at > now:
-        head.status, head.next_attempt_at = Status.SCHEDULED, head.send_at
+        head.status, head.next_attempt_at = Status.SCHEDULED, next_look(head.send_at, now)
     else:
         head.status, head.next_attempt_at = Status.QUEUED, now + grace()
     head.event_seq = 1

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from . import lifecycle
+from . import scheduling
 from .dispatch import dispatch_on_commit, grace
 from .models import Message
 from .providers import provider_for
@@ -42,10 +42,7 @@ def sweep_due_work(*, now: datetime | None = None, limit: int = 2000) -> dict[st
             dispatch_on_commit(sendable)
         counts["dispatched"] = len(sendable)
 
-        scheduled = [m.id for m in by_status.pop(Status.SCHEDULED, [])]
-        moved = lifecycle.transition(scheduled, Status.QUEUED, next_attempt_at=now + grace(), now=now)
-        dispatch_on_commit([m.id for m in moved])
-        counts["released"] = len(moved)
+        counts["released"] = _release_scheduled(by_status.pop(Status.SCHEDULED, []), now)
 
         counts["polled"] = _poll_overdue_receipts(by_status.pop(Status.SENT, []), now)
 
@@ -55,6 +52,17 @@ def sweep_due_work(*, now: datetime | None = None, limit: int = 2000) -> dict[st
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts
+
+
+def _release_scheduled(messages: list[Message], now: datetime) -> int:
+    """Start what is due; give what comes due within the lookahead its countdown."""
+    started = scheduling.start_due([m.id for m in messages if m.send_at <= now], now)
+    soon = [m for m in messages if m.send_at > now]
+    for message in soon:
+        message.next_attempt_at = scheduling.next_look(message.send_at, now)
+    Message.objects.bulk_update(soon, ["next_attempt_at"])
+    scheduling.publish_countdowns_on_commit([(m.id, m.send_at) for m in soon], now)
+    return len(started)
 
 
 def _poll_overdue_receipts(messages: list[Message], now: datetime) -> int:

@@ -3,8 +3,9 @@
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 
-from . import receipts, sending, sweeper
+from . import receipts, scheduling, sending, sweeper
 from .models import Channel
 
 log = logging.getLogger(__name__)
@@ -15,13 +16,18 @@ def send_messages(message_ids: list[str]) -> None:
     sending.send_attempts(message_ids)
 
 
+@shared_task(name="comms.start_scheduled")
+def start_scheduled(message_ids: list[str]) -> None:
+    scheduling.start_due(message_ids, timezone.now())
+
+
 @shared_task(name="comms.process_receipt")
-def process_receipt(channel_name: str, payload: dict) -> None:
+def process_receipt(channel_name: str, payload: dict, tries: int = 0) -> None:
     channel = Channel.objects.filter(name=channel_name).first()
     if channel is None:
         log.warning("receipt for unknown channel %s dropped", channel_name)
         return
-    receipts.receipt_process(channel=channel, payload=payload)
+    receipts.receipt_process(channel=channel, payload=payload, tries=tries)
 
 
 @shared_task(name="comms.tasks.sweep")

@@ -1,32 +1,16 @@
 """The outbound HTTP of webhooks: one pooled session per worker process, bounded time and
 size, no redirects."""
 
-import os
 import time
 from dataclasses import dataclass
 
 import requests
 from django.conf import settings
 
+from comms.http_session import process_session
+
 USER_AGENT = "Relay-Webhooks/1"
 EXCERPT_BYTES = 4096
-
-_session: requests.Session | None = None
-_session_pid: int | None = None
-
-
-def session() -> requests.Session:
-    """The process's session: connections are reused across deliveries, never shared across
-    a fork (Celery's prefork children each build their own)."""
-    global _session, _session_pid
-    if _session is None or _session_pid != os.getpid():
-        _session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
-        _session.mount("http://", adapter)
-        _session.mount("https://", adapter)
-        _session_pid = os.getpid()
-    return _session
-
 
 @dataclass
 class Outcome:
@@ -47,7 +31,7 @@ def post(url: str, body: str, headers: dict[str, str]) -> Outcome:
     started = time.monotonic()
     total = settings.WEBHOOK_TIMEOUT
     try:
-        with session().post(
+        with process_session("webhooks").post(
             url, data=body.encode(), headers=headers, allow_redirects=False, stream=True,
             timeout=(settings.WEBHOOK_CONNECT_TIMEOUT, total),
         ) as response:

@@ -2,6 +2,7 @@
 
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.pagination import CursorPagination
@@ -9,8 +10,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors
+from ..cancellation import message_cancel
 from ..models import Channel
 from ..submission import message_submit, message_submit_batch
+from .errors import error_body
 from .filters import MessageFilter
 from .permissions import IsAdminApplication
 from .serializers import (
@@ -78,6 +81,24 @@ class MessageDetailView(APIView):
         if message is None:
             raise Http404
         return Response(MessageDetailSerializer(message).data)
+
+
+class MessageCancelView(APIView):
+    @extend_schema(request=None, responses={200: MessageSerializer, 409: OpenApiTypes.OBJECT})
+    def post(self, request, message_id: str):
+        message = selectors.messages_of(request.user).filter(id=message_id).first()
+        if message is None:
+            raise Http404
+        cancelled = message_cancel(message=message)
+        message.refresh_from_db()
+        if cancelled:
+            return Response(MessageSerializer(message).data)
+        return Response(
+            {**error_body("cancel_too_late",
+                          f"The message is {message.status}: it can no longer be cancelled."),
+             "id": message.id, "status": message.status},
+            status=status.HTTP_409_CONFLICT,
+        )
 
 
 class ChannelViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,

@@ -1,7 +1,10 @@
 from .base import ConfigError, Provider, ProviderError, ReceiptEvent, Sent
+from .http_gateway import HttpGatewayProvider
 from .simulator import SimulatorProvider
 
-PROVIDERS: dict[str, type[Provider]] = {cls.type: cls for cls in [SimulatorProvider]}
+PROVIDERS: dict[str, type[Provider]] = {
+    cls.type: cls for cls in [SimulatorProvider, HttpGatewayProvider]
+}
 
 
 def provider_class(channel_type: str) -> type[Provider]:

@@ -4,7 +4,10 @@ A provider class maps its own vocabulary onto ours with tables, not branches. Su
 implement `send`; those with receipts implement `parse_receipt`; the rest has defaults.
 """
 
-from collections.abc import Iterable
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -86,6 +89,35 @@ class Provider:
     def poll(self, messages: Iterable["Message"]) -> None:
         """Ask the provider again about messages whose receipt is overdue."""
 
+    def authenticate_receipt(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Whether an inbound receipt request really comes from this provider."""
+        return False
+
     def parse_receipt(self, payload: dict) -> list[ReceiptEvent]:
         """Turn a receipt's payload into our events; raise ValueError if it is malformed."""
         raise ValueError(f"channel type {self.type} takes no receipts")
+
+
+class HmacReceipts:
+    """Receipts signed as `X-Relay-Signature: sha256=<hex HMAC-SHA256 of the body>`, keyed
+    by the channel's `receiptSecret` (generated when the channel is configured)."""
+
+    SIGNATURE_HEADER = "X-Relay-Signature"
+
+    @staticmethod
+    def with_receipt_secret(config: dict) -> dict:
+        secret = config.get("receiptSecret")
+        if secret is None:
+            return {**config, "receiptSecret": secrets.token_urlsafe(32)}
+        if not isinstance(secret, str) or len(secret) < 16:
+            raise ConfigError("receiptSecret must be a string of at least 16 characters")
+        return config
+
+    @staticmethod
+    def sign(secret: str, body: bytes) -> str:
+        return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+    def authenticate_receipt(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        secret = self.channel.config.get("receiptSecret")
+        given = headers.get(self.SIGNATURE_HEADER, "")
+        return bool(secret) and hmac.compare_digest(self.sign(secret, body), given)

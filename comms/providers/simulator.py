@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..status import ErrorCode
-from .base import ConfigError, Provider, ProviderError, ReceiptEvent, Sent
+from .base import ConfigError, HmacReceipts, Provider, ProviderError, ReceiptEvent, Sent
 
 _TOKEN = re.compile(r"^(fail)(\d*)$|^(reject|read|delete|silent)$")
 
@@ -50,19 +50,19 @@ class Behaviour:
         return self.fail_first == -1 or attempt <= self.fail_first
 
 
-class SimulatorProvider(Provider):
+class SimulatorProvider(HmacReceipts, Provider):
     type = "simulator"
 
     @classmethod
     def clean_config(cls, config: dict) -> dict:
-        config = super().clean_config(config)
+        config = cls.with_receipt_secret(super().clean_config(config))
         for key in ("receiptDelay", "failureRate"):
             value = config.get(key, 0)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{key} must be a number ≥ 0")
         if config.get("failureRate", 0) > 1:
             raise ConfigError("failureRate must be between 0 and 1")
-        unknown = set(config) - {"receiptDelay", "failureRate"}
+        unknown = set(config) - {"receiptDelay", "failureRate", "receiptSecret"}
         if unknown:
             raise ConfigError(f"unknown simulator settings: {sorted(unknown)}")
         return config

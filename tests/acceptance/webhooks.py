@@ -171,7 +171,6 @@ def main():
     n = int(os.environ.get("WEBHOOK_ACCEPTANCE_N", "1000"))
     bench = f"/bench-{suffix}"
     subscribe(api, bench)
-    start = time.monotonic()
     for i in range(0, n, 1000):
         items = [dict(body, receiver=f"b{j}") for j in range(i, min(n, i + 1000))]
         api.post(f"{BASE}/messages/batch", json={"messages": items})

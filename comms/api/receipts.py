@@ -1,0 +1,47 @@
+"""The inbound door for provider receipts: the channel's provider authenticates each one."""
+
+import json
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..models import Channel, Receipt
+from ..providers import provider_for
+from ..receipts import receipt_process
+from .errors import error_body
+
+ANSWERS = {
+    Receipt.Outcome.APPLIED: (status.HTTP_200_OK, "applied"),
+    Receipt.Outcome.IGNORED: (status.HTTP_200_OK, "ignored: it does not change the message"),
+    Receipt.Outcome.DEFERRED: (status.HTTP_202_ACCEPTED, "accepted: the attempt is not recorded yet"),
+}
+
+
+class ReceiptView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request, channel_name: str):
+        channel = Channel.objects.filter(name=channel_name).first()
+        if channel is None:
+            return Response(error_body("unknown_channel", f"No channel named {channel_name!r}."),
+                            status=status.HTTP_404_NOT_FOUND)
+        body = request.body
+        if not provider_for(channel).authenticate_receipt(body, request.headers):
+            return Response(error_body("bad_signature", "The receipt's signature does not verify."),
+                            status=status.HTTP_401_UNAUTHORIZED)
+        try:
+            payload = json.loads(body)
+            receipt = receipt_process(channel=channel, payload=payload)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            return Response(error_body("invalid_receipt", str(exc)), status=status.HTTP_400_BAD_REQUEST)
+        if receipt.outcome == Receipt.Outcome.UNKNOWN_MESSAGE:
+            return Response(error_body("unknown_message", "No message of this channel matches the receipt."),
+                            status=status.HTTP_404_NOT_FOUND)
+        code, text = ANSWERS[receipt.outcome]
+        return Response({"outcome": receipt.outcome, "message": text}, status=code)
