@@ -1,6 +1,7 @@
 """Celery tasks: thin. They take ids and plain JSON, load, and call one service."""
 
 import logging
+import os
 
 from celery import shared_task
 from django.utils import timezone
@@ -33,3 +34,14 @@ def process_receipt(channel_name: str, payload: dict, tries: int = 0) -> None:
 @shared_task(name="comms.tasks.sweep")
 def sweep() -> None:
     sweeper.sweep_due_work()
+
+
+@shared_task(name="comms.noop")
+def noop(tally_path: str) -> None:
+    """The benchmark's reference: a task that does next to nothing (one appended byte, so
+    the benchmark can count what ran)."""
+    fd = os.open(tally_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b".")
+    finally:
+        os.close(fd)

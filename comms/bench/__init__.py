@@ -1,0 +1,1 @@
+"""The benchmark behind `manage.py benchmark`: processes, a webhook receiver, phases."""

@@ -1,0 +1,232 @@
+"""The benchmark's phases, measured in one run on the configured database and broker."""
+
+import json
+import statistics
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+from tqdm import tqdm
+
+from config.celery import app as celery_app
+
+from ..accounts import application_create, channel_upsert
+from ..models import Application, Message
+from ..status import Status
+from ..tasks import noop
+from .processes import Processes, free_port, peak_rss_mb, wait_http
+from .receiver import Receiver
+
+CHANNEL = "bench-sim"
+EXPECTED = {"QUEUED", "SENT", "DELIVERED"}
+
+
+@dataclass
+class Bench:
+    messages: int
+    clients: int = 8
+    noop_tasks: int = 2000
+    timeout: float = 600.0
+    progress: bool = True
+    results: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def run(self) -> dict:
+        suffix = timezone.now().strftime("%Y%m%d%H%M%S%f")
+        channel_upsert(name=CHANNEL, type="simulator", max_attempts=3, retry_delay=1, config={})
+        bench_app, bench_key = application_create(name=f"bench-{suffix}")
+        ingest_app, ingest_key = application_create(name=f"bench-ingest-{suffix}")
+        self.receiver = Receiver()
+        self.procs = Processes(Path(settings.VAR_DIR) / "bench-logs")
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        try:
+            with celery_app.connection_for_write() as conn:
+                conn.default_channel.queue_purge("celery")
+            self.procs.start("web", port=port)
+            wait_http(self.base + "/healthz")
+            self.procs.start("worker")
+            self.bench_api = self._session(bench_key)
+            self.ingest_api = self._session(ingest_key)
+            self._subscribe()
+            self.results["celery_noop_tasks_per_s"] = self.phase_noop()
+            self.results["ingest_batch_messages_per_s"] = self.phase_ingest_batch()
+            self.results["ingest_single_requests_per_s"] = self.phase_ingest_single()
+            Message.objects.filter(application=ingest_app).delete()
+            lifecycle, webhooks = self.phase_lifecycle()
+            self.results["lifecycle_messages_per_s"] = lifecycle
+            self.results["webhooks_per_s"] = webhooks
+            self.results["latency_ms"] = self.phase_latency(lifecycle / 2)
+            self.results["ratio_lifecycle_to_noop"] = round(
+                lifecycle / self.results["celery_noop_tasks_per_s"], 3)
+            self.results["worker_rss_mb"] = round(peak_rss_mb(self.procs.tree_pids("worker")), 1)
+        finally:
+            self.procs.stop_all()
+            self.receiver.stop()
+        Application.objects.filter(id=ingest_app.id).delete()
+        self.results["messages"] = self.messages
+        self.results["ok"] = not self.problems
+        self.results["problems"] = self.problems[:20]
+        return self.results
+
+    # --- phases -------------------------------------------------------------------------
+    def phase_noop(self) -> float:
+        tally = Path(tempfile.mkdtemp()) / "noop.tally"
+        tally.touch()
+        # Warm the workers up so process start-up is not measured.
+        noop.delay(str(tally))
+        self._wait("warm-up", lambda: tally.stat().st_size, 1)
+        tally.write_bytes(b"")
+        started = time.monotonic()
+        for _ in range(self.noop_tasks):
+            noop.delay(str(tally))
+        took = self._wait("noop tasks", lambda: tally.stat().st_size, self.noop_tasks)
+        return round(self.noop_tasks / (took or (time.monotonic() - started)), 1)
+
+    def phase_ingest_batch(self) -> float:
+        # Scheduled a day ahead: accepted and stored exactly like others, but they start no work
+        # that would compete with the measurement. They are deleted afterwards.
+        count = max(min(self.messages, 10_000), 1)
+        send_at = (timezone.now() + timedelta(days=1)).isoformat()
+        bodies = [self._batch_body(range(i, min(count, i + 1000)), send_at) for i in range(0, count, 1000)]
+        started = time.monotonic()
+        for body in tqdm(bodies, desc="ingest batch", unit="req", disable=not self.progress):
+            self._expect(self.ingest_api.post(f"{self.base}/api/v1/messages/batch", data=body,
+                                              headers={"Content-Type": "application/json"}), 202)
+        return round(count / (time.monotonic() - started), 1)
+
+    def phase_ingest_single(self) -> float:
+        count = max(min(self.messages, 2000), 1)
+        send_at = (timezone.now() + timedelta(days=1)).isoformat()
+        sessions = threading.local()
+
+        def post(i):
+            if not hasattr(sessions, "s"):
+                sessions.s = self._session(self.ingest_api.headers["Authorization"].split()[1])
+            body = {"channel": CHANNEL, "receiver": f"+4477009{i:05d}", "content": {"text": "bench"},
+                    "sendAt": send_at}
+            self._expect(sessions.s.post(f"{self.base}/api/v1/messages", json=body), 202)
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(self.clients) as pool:
+            list(tqdm(pool.map(post, range(count)), total=count, desc="ingest single", unit="req",
+                      disable=not self.progress))
+        return round(count / (time.monotonic() - started), 1)
+
+    def phase_lifecycle(self) -> tuple[float, float]:
+        n = self.messages
+        self.receiver.drain()
+        seen_before = len(self.receiver.got)
+        bodies = [self._batch_body(range(i, min(n, i + 1000))) for i in range(0, n, 1000)]
+        started = time.time()
+        ids: list[str] = []
+        for body in bodies:
+            response = self.bench_api.post(f"{self.base}/api/v1/messages/batch", data=body,
+                                           headers={"Content-Type": "application/json"})
+            self._expect(response, 202)
+            ids += [m["id"] for m in response.json()["messages"]]
+        wanted = set(ids)
+
+        def received():
+            return len({r[0] for r in self.receiver.drain()[seen_before:] if r[1] in wanted})
+
+        self._wait("lifecycle webhooks", received, 3 * n)
+        records = [r for r in self.receiver.got[seen_before:] if r[1] in wanted]
+        self._check_lifecycle(ids, records)
+        finished = max((r[3] for r in records), default=time.time())
+        took = max(finished - started, 1e-6)
+        return round(n / took, 1), round(3 * n / took, 1)
+
+    def phase_latency(self, rate: float) -> dict:
+        count = max(min(self.messages // 4, 1000), 20)
+        interval = 1.0 / max(rate, 0.1)
+        self.receiver.drain()
+        seen_before = len(self.receiver.got)
+        accepted: dict[str, float] = {}
+        next_at = time.monotonic()
+        for i in tqdm(range(count), desc=f"latency @ {rate:.0f}/s", unit="msg", disable=not self.progress):
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += interval
+            t0 = time.time()
+            response = self.bench_api.post(f"{self.base}/api/v1/messages", json={
+                "channel": CHANNEL, "receiver": f"+4477008{i:05d}", "content": {"text": "bench"}})
+            self._expect(response, 202)
+            accepted[response.json()["id"]] = t0
+
+        def delivered():
+            return sum(1 for r in self.receiver.drain()[seen_before:]
+                       if r[1] in accepted and r[2] == "DELIVERED")
+
+        self._wait("latency webhooks", delivered, count, progress=False)
+        done = {r[1]: r[3] for r in self.receiver.got[seen_before:] if r[1] in accepted and r[2] == "DELIVERED"}
+        latencies = sorted((done[m] - t0) * 1000 for m, t0 in accepted.items() if m in done)
+        if len(latencies) < count:
+            self.problems.append(f"latency: {count - len(latencies)} messages not delivered")
+        return {f"p{q}": round(_percentile(latencies, q), 1) for q in (50, 95, 99)}
+
+    # --- helpers ------------------------------------------------------------------------
+    def _subscribe(self) -> None:
+        response = self.bench_api.post(f"{self.base}/api/v1/subscriptions",
+                                       json={"url": self.receiver.url + "/bench", "description": "benchmark"})
+        self._expect(response, 201)
+        self.receiver.add_secret("/bench", response.json()["secret"])
+
+    def _check_lifecycle(self, ids: list[str], records: list[tuple]) -> None:
+        codes: dict[str, set[str]] = defaultdict(set)
+        for event_id, message_id, code, _, problem in records:
+            codes[message_id].add(code)
+            if problem:
+                self.problems.append(f"webhook {event_id}: {problem}")
+        wrong = [m for m in ids if codes.get(m) != EXPECTED]
+        if wrong:
+            self.problems.append(f"{len(wrong)} messages without exactly QUEUED, SENT, DELIVERED webhooks")
+        undelivered = Message.objects.filter(id__in=ids).exclude(status=Status.DELIVERED).count()
+        if undelivered:
+            self.problems.append(f"{undelivered} messages not DELIVERED")
+
+    def _batch_body(self, indexes, send_at: str | None = None) -> bytes:
+        extra = {"sendAt": send_at} if send_at else {}
+        return json.dumps({"messages": [
+            {"channel": CHANNEL, "receiver": f"+4477009{i:05d}", "content": {"text": "bench"}, **extra}
+            for i in indexes
+        ]}).encode()
+
+    def _session(self, key: str) -> requests.Session:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {key}"
+        return session
+
+    def _expect(self, response: requests.Response, status: int) -> None:
+        if response.status_code != status:
+            raise RuntimeError(f"{response.request.method} {response.url}: {response.status_code} {response.text[:300]}")
+
+    def _wait(self, label: str, count_now, target: int, progress: bool = True) -> float | None:
+        started = time.monotonic()
+        bar = tqdm(total=target, desc=label, unit="", disable=not (self.progress and progress))
+        done = 0
+        while time.monotonic() - started < self.timeout:
+            done = count_now()
+            bar.update(done - bar.n)
+            if done >= target:
+                bar.close()
+                return time.monotonic() - started
+            time.sleep(0.02)
+        bar.close()
+        self.problems.append(f"{label}: {done} of {target} after {self.timeout:.0f}s")
+        return None
+
+
+def _percentile(values: list[float], q: int) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
