@@ -38,11 +38,13 @@ def publish_chunks_on_commit(task, ids: Sequence[str], size: int, countdown: flo
 
 def claim(message_ids: Sequence[str], now: datetime) -> list[Message]:
     """Claim the sendable messages among these for one attempt each (see comms.leases)."""
-    claimed = claim_due(Message, list(message_ids), SENDABLE, now, mark_column="claimed_until")
+    claimed = claim_due(Message, list(message_ids), SENDABLE, now, mark_column="claimed_until",
+                        fill_to=settings.RELAY_SEND_CHUNK)
     if not claimed:
         return []
     by_id = Message.objects.select_related("channel").in_bulk(claimed)
-    return [by_id[i] for i in message_ids if i in by_id]
+    asked = set(message_ids)
+    return [by_id[i] for i in message_ids if i in by_id] + [m for i, m in by_id.items() if i not in asked]
 
 
 def release(messages: Sequence[Message], now: datetime) -> None:

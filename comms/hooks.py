@@ -7,16 +7,18 @@ are registered by app configs; comms does not import the apps that listen to it.
 
 from collections.abc import Callable
 
-_listeners: list[Callable[[list], None]] = []
+# A listener gets the new MessageEvent rows and, per message id, (application id, channel id).
+Listener = Callable[[list, dict[str, tuple[int, int]]], None]
+_listeners: list[Listener] = []
 
 
-def listen(listener: Callable[[list], None]) -> None:
+def listen(listener: Listener) -> None:
     if listener not in _listeners:
         _listeners.append(listener)
 
 
-def events_recorded(events: list) -> None:
+def events_recorded(events: list, owners: dict[str, tuple[int, int]]) -> None:
     if not events:
         return
     for listener in _listeners:
-        listener(events)
+        listener(events, owners)

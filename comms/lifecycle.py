@@ -6,7 +6,7 @@ same transaction, numbered per message by `event_seq`.
 """
 
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,8 @@ class Moved:
     id: str
     sequence: int
     attempts: int
+    application_id: int
+    channel_id: int
     event: MessageEvent | None = field(default=None)
 
 
@@ -103,12 +105,12 @@ def transition(
         params.append(ops.adapt_datetimefield_value(now))
     sql = (
         f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE {' AND '.join(where)} "
-        "RETURNING id, event_seq, attempts"
+        "RETURNING id, event_seq, attempts, application_id, channel_id"
     )
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            moved = [Moved(id=row[0], sequence=row[1], attempts=row[2]) for row in cursor.fetchall()]
+            moved = [Moved(*row) for row in cursor.fetchall()]
         _record(moved, EventCode(target.value), details, now)
     if len(moved) < len(message_ids):
         log.debug("transition to %s skipped %d message(s)", target, len(message_ids) - len(moved))
@@ -123,15 +125,15 @@ def record_event(message_id: str, code: EventCode, *, details: EventDetails = Ev
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {_TABLE} SET event_seq = event_seq + 1 WHERE id = %s "
-                "RETURNING id, event_seq, attempts",
+                "RETURNING id, event_seq, attempts, application_id, channel_id",
                 [message_id],
             )
-            moved = [Moved(id=row[0], sequence=row[1], attempts=row[2]) for row in cursor.fetchall()]
+            moved = [Moved(*row) for row in cursor.fetchall()]
         _record(moved, code, details, now)
     return moved[0].event if moved else None
 
 
-def record_created(messages: Iterable[Message], now: datetime) -> list[MessageEvent]:
+def record_created(messages: Sequence[Message], now: datetime) -> list[MessageEvent]:
     """The first event of messages inserted in their starting status (QUEUED or SCHEDULED).
 
     Submission inserts rows with `event_seq=1` already set, so this only writes the events.
@@ -144,7 +146,7 @@ def record_created(messages: Iterable[Message], now: datetime) -> list[MessageEv
         if m.status != Status.PENDING
     ]
     MessageEvent.objects.bulk_create(events)
-    hooks.events_recorded(events)
+    hooks.events_recorded(events, {m.id: (m.application_id, m.channel_id) for m in messages})
     return events
 
 
@@ -168,4 +170,4 @@ def _record(moved: list[Moved], code: EventCode, details: EventDetails, now: dat
     MessageEvent.objects.bulk_create(events)
     for m, event in zip(moved, events, strict=True):
         m.event = event
-    hooks.events_recorded(events)
+    hooks.events_recorded(events, {m.id: (m.application_id, m.channel_id) for m in moved})

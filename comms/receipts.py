@@ -1,9 +1,16 @@
-"""Provider receipts: what a provider tells us after an attempt, applied to its message."""
+"""Provider receipts: what a provider tells us after an attempt, applied to its messages.
 
+Receipts come one by one (the API) or many at once (the simulator's batches, a provider's
+bulk callback); either way the events of the same kind are applied with one transition.
+"""
+
+import json
 import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import transaction
 
 from . import lifecycle
 from .lifecycle import EventDetails
@@ -17,33 +24,113 @@ log = logging.getLogger(__name__)
 FEEDBACK_OR_DELIVERED = {"DELIVERED", "READ", "INTERACTED", "DELETED"}
 
 
-def receipt_process(*, channel: Channel, payload: dict, tries: int = 0) -> Receipt:
-    """Apply a receipt's events in order and record the receipt with what became of it.
+@dataclass
+class _Pending:
+    payload: dict
+    events: list[ReceiptEvent]
+    message: Message | None = None
+    applied: list[str] = field(default_factory=list)
 
-    Raises ValueError for a payload the provider cannot read. A receipt whose events do not
-    fit the message's status (late, repeated, out of order) is recorded as ignored. One that
-    comes before its attempt's SENT is recorded is tried again shortly (deferred).
-    """
+
+def receipt_process(*, channel: Channel, payload: dict, tries: int = 0) -> Receipt:
+    """One receipt; raises ValueError for a payload the provider cannot read."""
     events = provider_for(channel).parse_receipt(payload)
     if not events:
         raise ValueError("the receipt names no event")
-    message = _find_message(channel, events[0])
-    by_reference_only = not events[0].message_id
-    if _early(message, events[0]) or (message is None and by_reference_only):
-        if tries < settings.RELAY_RECEIPT_RETRIES:
-            return _defer(channel, payload, message, tries)
-    if message is None:
-        log.warning("receipt on channel %s for an unknown message: %s", channel.name, payload)
-        return Receipt.objects.create(
-            channel=channel, payload=payload, outcome=Receipt.Outcome.UNKNOWN_MESSAGE)
-    applied = [event.kind for event in events if _apply(message, event)]
-    if not applied:
-        log.info("receipt for %s ignored in status %s", message.id, message.status)
-    return Receipt.objects.create(
-        channel=channel, message=message, payload=payload,
-        outcome=Receipt.Outcome.APPLIED if applied else Receipt.Outcome.IGNORED,
-        detail=", ".join(applied),
-    )
+    return _process(channel, [_Pending(payload, events)], tries)[0]
+
+
+def receipts_process(*, channel: Channel, payloads: list[dict], tries: int = 0) -> list[Receipt]:
+    """Many receipts; one the provider cannot read is logged and skipped."""
+    provider = provider_for(channel)
+    pending = []
+    for payload in payloads:
+        try:
+            events = provider.parse_receipt(payload)
+        except ValueError as exc:
+            log.warning("unreadable receipt on channel %s: %s (%s)", channel.name, exc, payload)
+            continue
+        if events:
+            pending.append(_Pending(payload, events))
+    return _process(channel, pending, tries)
+
+
+def _process(channel: Channel, pending: list[_Pending], tries: int) -> list[Receipt]:
+    """Apply, record, and answer each receipt with what became of it.
+
+    Late, repeated or backwards receipts are recorded as ignored; one that beats its
+    attempt's SENT record is tried again shortly (deferred); one for no known message is
+    recorded as such.
+    """
+    _attach_messages(channel, pending)
+    outcomes: dict[int, str] = {}
+    deferred = []
+    ready = []
+    for index, item in enumerate(pending):
+        first = item.events[0]
+        too_early = _early(item.message, first) or (item.message is None and not first.message_id)
+        if too_early and tries < settings.RELAY_RECEIPT_RETRIES:
+            outcomes[index] = Receipt.Outcome.DEFERRED
+            deferred.append(item.payload)
+        elif item.message is None:
+            log.warning("receipt on channel %s for an unknown message: %s", channel.name, item.payload)
+            outcomes[index] = Receipt.Outcome.UNKNOWN_MESSAGE
+        else:
+            ready.append(item)
+    with transaction.atomic():
+        _apply_in_steps(ready)
+        for index, item in enumerate(pending):
+            if index not in outcomes:
+                outcomes[index] = Receipt.Outcome.APPLIED if item.applied else Receipt.Outcome.IGNORED
+        receipts = Receipt.objects.bulk_create([
+            Receipt(channel=channel, message=item.message, payload=item.payload, outcome=outcomes[i],
+                    detail=", ".join(item.applied) or (f"try {tries + 1}" if outcomes[i] == "deferred" else ""))
+            for i, item in enumerate(pending)
+        ])
+        if deferred:
+            _defer_on_commit(channel, deferred, tries)
+    return receipts
+
+
+def _apply_in_steps(items: list[_Pending]) -> None:
+    """Event k of every receipt before event k+1 of any; same-kind events in one transition."""
+    for step in range(max((len(i.events) for i in items), default=0)):
+        groups: dict[tuple, list[_Pending]] = defaultdict(list)
+        for item in items:
+            if step >= len(item.events):
+                continue
+            event = item.events[step]
+            if event.kind == "FAILED":
+                if attempt_failed(item.message, event.error,
+                                  attempt=event.attempt or item.message.attempts, after_sent=True):
+                    item.applied.append(event.kind)
+                continue
+            if event.kind not in FEEDBACK_OR_DELIVERED:
+                raise ValueError(f"unknown receipt kind {event.kind!r}")
+            # Delivery is of one attempt: a late receipt of an earlier one must not count.
+            attempt = event.attempt if event.kind == "DELIVERED" else None
+            key = (event.kind, attempt, json.dumps(event.env, sort_keys=True), event.link)
+            groups[key].append(item)
+        for (kind, attempt, _, link), group in groups.items():
+            env = group[0].events[step].env
+            moved = {m.id for m in lifecycle.transition(
+                [i.message.id for i in group], Status(kind), attempts=attempt,
+                details=EventDetails(env=env, link=link, raw_code=kind.lower()),
+            )}
+            for item in group:
+                if item.message.id in moved:
+                    item.applied.append(kind)
+
+
+def _attach_messages(channel: Channel, pending: list[_Pending]) -> None:
+    ids = {p.events[0].message_id for p in pending if p.events[0].message_id}
+    refs = {p.events[0].provider_ref for p in pending if not p.events[0].message_id and p.events[0].provider_ref}
+    found = Message.objects.select_related("channel").filter(channel=channel)
+    by_id = {m.id: m for m in found.filter(id__in=ids)} if ids else {}
+    by_ref = {m.provider_ref: m for m in found.filter(provider_ref__in=refs)} if refs else {}
+    for item in pending:
+        first = item.events[0]
+        item.message = by_id.get(first.message_id) if first.message_id else by_ref.get(first.provider_ref)
 
 
 def _early(message: Message | None, event: ReceiptEvent) -> bool:
@@ -55,34 +142,8 @@ def _early(message: Message | None, event: ReceiptEvent) -> bool:
     return message.status in SENDABLE
 
 
-def _defer(channel: Channel, payload: dict, message: Message | None, tries: int) -> Receipt:
-    from .tasks import process_receipt
+def _defer_on_commit(channel: Channel, payloads: list[dict], tries: int) -> None:
+    from .tasks import process_receipts
 
-    process_receipt.apply_async((channel.name, payload, tries + 1),
-                                countdown=settings.RELAY_RECEIPT_RETRY_DELAY)
-    return Receipt.objects.create(channel=channel, message=message, payload=payload,
-                                  outcome=Receipt.Outcome.DEFERRED, detail=f"try {tries + 1}")
-
-
-def _find_message(channel: Channel, event: ReceiptEvent) -> Message | None:
-    lookup = Q(id=event.message_id) if event.message_id else Q(provider_ref=event.provider_ref)
-    if not (event.message_id or event.provider_ref):
-        return None
-    return Message.objects.select_related("channel").filter(lookup, channel=channel).first()
-
-
-def _apply(message: Message, event: ReceiptEvent) -> bool:
-    if event.kind == "FAILED":
-        return attempt_failed(
-            message, event.error, attempt=event.attempt or message.attempts, after_sent=True
-        )
-    if event.kind not in FEEDBACK_OR_DELIVERED:
-        raise ValueError(f"unknown receipt kind {event.kind!r}")
-    moved = lifecycle.transition(
-        [message.id],
-        Status(event.kind),
-        # Delivery is of one attempt: a late receipt of an earlier one must not count.
-        attempts=event.attempt if event.kind == "DELIVERED" else None,
-        details=EventDetails(env=event.env, link=event.link, raw_code=event.kind.lower()),
-    )
-    return bool(moved)
+    transaction.on_commit(lambda: process_receipts.apply_async(
+        (channel.name, payloads, tries + 1), countdown=settings.RELAY_RECEIPT_RETRY_DELAY), robust=True)

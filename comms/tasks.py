@@ -22,13 +22,13 @@ def start_scheduled(message_ids: list[str]) -> None:
     scheduling.start_due(message_ids, timezone.now())
 
 
-@shared_task(name="comms.process_receipt")
-def process_receipt(channel_name: str, payload: dict, tries: int = 0) -> None:
+@shared_task(name="comms.process_receipts")
+def process_receipts(channel_name: str, payloads: list[dict], tries: int = 0) -> None:
     channel = Channel.objects.filter(name=channel_name).first()
     if channel is None:
-        log.warning("receipt for unknown channel %s dropped", channel_name)
+        log.warning("%d receipt(s) for unknown channel %s dropped", len(payloads), channel_name)
         return
-    receipts.receipt_process(channel=channel, payload=payload, tries=tries)
+    receipts.receipts_process(channel=channel, payloads=payloads, tries=tries)
 
 
 @shared_task(name="comms.tasks.sweep")

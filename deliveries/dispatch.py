@@ -18,11 +18,14 @@ def publish_on_commit(delivery_ids: Sequence[str], *, countdown: float | None = 
 
 
 def claim(delivery_ids: Sequence[str], now: datetime) -> list[Delivery]:
-    claimed = claim_due(Delivery, list(delivery_ids), {Delivery.Status.PENDING}, now)
+    claimed = claim_due(Delivery, list(delivery_ids), {Delivery.Status.PENDING}, now,
+                        fill_to=settings.WEBHOOK_SEND_CHUNK)
     if not claimed:
         return []
     return list(
         Delivery.objects.filter(id__in=claimed)
         .select_related("subscription", "event__message__channel")
+        # What a payload needs; a message's content can be large.
+        .defer("event__message__content", "event__message__sender", "event__message__receiver")
         .order_by("event__message_id", "event__sequence")
     )

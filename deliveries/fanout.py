@@ -10,35 +10,33 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from comms.models import Message
+from comms.models import Channel
 
 from .dispatch import publish_on_commit
 from .models import Delivery, Subscription
 
 
-def fan_out(events: list) -> list[Delivery]:
-    messages = {
-        row["id"]: row
-        for row in Message.objects.filter(id__in={e.message_id for e in events})
-        .values("id", "application_id", "channel__name")
-    }
+def fan_out(events: list, owners: dict[str, tuple[int, int]]) -> list[Delivery]:
+    """`owners` maps each event's message id to (application id, channel id)."""
     subscriptions: dict[int, list[Subscription]] = defaultdict(list)
     for sub in Subscription.objects.filter(
-        application_id__in={m["application_id"] for m in messages.values()}, active=True
+        application_id__in={app for app, _ in owners.values()}, active=True
     ).only("id", "application_id", "events", "channels"):
         subscriptions[sub.application_id].append(sub)
     if not subscriptions:
         return []
+    channel_names = dict(Channel.objects.filter(id__in={c for _, c in owners.values()})
+                         .values_list("id", "name"))
     now = timezone.now()
     # Published now: the row is the sweeper's again if nobody claims it within the grace.
     due = now + timedelta(seconds=settings.RELAY_DISPATCH_GRACE)
-    deliveries = [
-        Delivery(subscription_id=sub.id, event_id=event.id, next_attempt_at=due,
-                 created_at=now, updated_at=now)
-        for event in events
-        for sub in subscriptions[messages[event.message_id]["application_id"]]
-        if sub.wants(event.status_code, messages[event.message_id]["channel__name"])
-    ]
+    deliveries = []
+    for event in events:
+        application_id, channel_id = owners[event.message_id]
+        for sub in subscriptions[application_id]:
+            if sub.wants(event.status_code, channel_names[channel_id]):
+                deliveries.append(Delivery(subscription_id=sub.id, event_id=event.id, next_attempt_at=due,
+                                           created_at=now, updated_at=now))
     Delivery.objects.bulk_create(deliveries)
     publish_on_commit([d.id for d in deliveries])
     return deliveries

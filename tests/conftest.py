@@ -86,7 +86,7 @@ class Published:
 def published(monkeypatch):
     """Record instead of publishing; on_commit callbacks run at once in these tests."""
     recorder = Published()
-    for name in ("send_messages", "process_receipt", "sweep"):
+    for name in ("send_messages", "process_receipts", "start_scheduled", "sweep"):
         monkeypatch.setattr(getattr(tasks, name), "apply_async", recorder.record(name))
     monkeypatch.setattr(delivery_tasks.send_deliveries, "apply_async", recorder.record("send_deliveries"))
     return recorder

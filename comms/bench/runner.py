@@ -1,6 +1,7 @@
 """The benchmark's phases, measured in one run on the configured database and broker."""
 
 import json
+import secrets
 import statistics
 import tempfile
 import threading
@@ -45,7 +46,11 @@ class Bench:
         bench_app, bench_key = application_create(name=f"bench-{suffix}")
         ingest_app, ingest_key = application_create(name=f"bench-ingest-{suffix}")
         self.receiver = Receiver()
-        self.procs = Processes(Path(settings.VAR_DIR) / "bench-logs")
+        # Production settings, but for the receiver on this machine's loopback.
+        self.procs = Processes(Path(settings.VAR_DIR) / "bench-logs", extra_env={
+            "DEBUG": "off", "SECRET_KEY": secrets.token_urlsafe(40),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost", "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "on",
+        })
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         try:

@@ -1,7 +1,7 @@
 """The simulator: a provider with asynchronous receipts, steered by tokens in the receiver.
 
 `+447700900123#fail2` fails the first two attempts, then delivers. Its receipts travel
-the path real ones do: a `process_receipt` task with a payload this class parses.
+the path real ones do: a `process_receipts` task with payloads this class parses.
 """
 
 import random
@@ -77,14 +77,13 @@ class SimulatorProvider(HmacReceipts, Provider):
         return f"sim-{message.id}-{attempt}"
 
     def after_sent(self, sent: list[Sent]) -> None:
-        from ..tasks import process_receipt
+        """Receipts for a batch of attempts come back in one callback, as bulk providers do."""
+        from ..tasks import process_receipts
 
-        for item in sent:
-            payload = self.receipt_for(item, Behaviour.of(item.message.receiver))
-            if payload:
-                process_receipt.apply_async(
-                    (self.channel.name, payload), countdown=self.receipt_delay or None
-                )
+        payloads = [p for p in (self.receipt_for(i, Behaviour.of(i.message.receiver)) for i in sent) if p]
+        if payloads:
+            process_receipts.apply_async(
+                (self.channel.name, payloads), countdown=self.receipt_delay or None)
 
     def receipt_for(self, item: Sent, behaviour: Behaviour) -> dict | None:
         if behaviour.silent:
