@@ -131,13 +131,15 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -------------------------------------------------------------------------------
 # The test suite gets its own embedded broker, so a running dev platform never eats its tasks.
 TESTING = "pytest" in sys.modules
-BROKER_DIR = VAR_DIR / ("test-broker" if TESTING else "broker")
+BROKER_DIR = Path(env.str("RELAY_BROKER_DIR", default=str(VAR_DIR / ("test-broker" if TESTING else "broker"))))
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem"):
     BROKER_DIR.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR),
         "data_folder_out": str(BROKER_DIR),
+        # kombu defaults this to ./control, i.e. wherever the process happens to start.
+        "control_folder": str(BROKER_DIR / "control"),
         "polling_interval": 0.1,
     }
 else:

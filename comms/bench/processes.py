@@ -49,6 +49,7 @@ class Processes:
             "DATABASE_URL": database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "RELAY_VAR_DIR": str(settings.VAR_DIR),
+            "RELAY_BROKER_DIR": str(settings.BROKER_DIR),
             **(extra_env or {}),
         }
         self.running: dict[str, subprocess.Popen] = {}
