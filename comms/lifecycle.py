@@ -69,7 +69,7 @@ def transition(
     """
     if not message_ids:
         return []
-    allowed = ALLOWED_FROM[target]
+    allowed = ALLOWED_FROM.get(target, frozenset())
     if expected is not None:
         allowed = allowed & frozenset(expected)
     if not allowed:

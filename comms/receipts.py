@@ -102,7 +102,8 @@ def _apply_in_steps(items: list[_Pending]) -> None:
             event = item.events[step]
             if event.kind == "FAILED":
                 if attempt_failed(item.message, event.error,
-                                  attempt=event.attempt or item.message.attempts, after_sent=True):
+                                  attempt=item.message.attempts if event.attempt is None else event.attempt,
+                                  after_sent=True):
                     item.applied.append(event.kind)
                 continue
             if event.kind not in FEEDBACK_OR_DELIVERED:
@@ -120,6 +121,7 @@ def _apply_in_steps(items: list[_Pending]) -> None:
             for item in group:
                 if item.message.id in moved:
                     item.applied.append(kind)
+                    moved.discard(item.message.id)  # a duplicate in the batch moved nothing
 
 
 def _attach_messages(channel: Channel, pending: list[_Pending]) -> None:

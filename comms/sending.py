@@ -117,10 +117,12 @@ def attempt_failed(message: Message, error: ProviderError, *, attempt: int, afte
                 delay = max((message.expires_at - now).total_seconds(), 0)
             due = now + timedelta(seconds=delay)
             short = delay <= settings.RELAY_MAX_COUNTDOWN
-            # A countdown is a dispatch: give it the grace. A long wait is the sweeper's.
+            # Claims accept rows up to a grace ahead of their next_attempt_at (a published row
+            # waits that long for its task), so the grace goes on top: nothing is claimable
+            # before `due`. A long wait is the sweeper's, which takes it at most a grace plus
+            # a sweep interval late: small next to a wait of minutes.
             moved = lifecycle.transition(
-                [message.id], Status.DELIVERY_RETRIED,
-                next_attempt_at=due + grace() if short else due, **common,
+                [message.id], Status.DELIVERY_RETRIED, next_attempt_at=due + grace(), **common,
             )
             if moved and short:
                 dispatch_on_commit([message.id], countdown=delay)

@@ -101,6 +101,7 @@ USE_TZ = True
 USE_I18N = False
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # collectstatic fills it (release); whitenoise warns if absent
 WHITENOISE_USE_FINDERS = True
 
 # Requests larger than this are refused with 413 before they are parsed.
@@ -111,7 +112,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["comms.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["comms.api.permissions.IsApplication"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["comms.api.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "comms.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,

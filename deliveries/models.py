@@ -84,6 +84,7 @@ class DeliveryAttempt(models.Model):
         TLS = "tls"
         HTTP_STATUS = "http_status"
         REFUSED_URL = "refused_url"
+        INVALID_REQUEST = "invalid_request"
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
     number = models.PositiveIntegerField()

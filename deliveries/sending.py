@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 RETRYABLE_4XX = {408, 409, 425, 429}
 RETRY_AFTER_STATUSES = {429, 503}
 RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
-                    "webhook-signature", "content-length", "host"}
+                    "webhook-signature", "content-length", "host", "transfer-encoding"}
 
 
 def send_deliveries(delivery_ids: list[str], *, now: datetime | None = None) -> int:
@@ -74,11 +74,11 @@ def _pool() -> ThreadPoolExecutor:
 def _post(delivery: Delivery, at: datetime) -> http.Outcome:
     """Check the URL (DNS can change) and POST; touches no database."""
     try:
-        check_url(delivery.subscription.url)
+        address = check_url(delivery.subscription.url)
     except RefusedURL as exc:
         return http.Outcome(None, 0, error_kind="refused_url", error_detail=str(exc)[:300])
     body, headers = request_for(delivery, at)
-    return http.post(delivery.subscription.url, body, headers)
+    return http.post(delivery.subscription.url, body, headers, address=address)
 
 
 def request_for(delivery: Delivery, at: datetime) -> tuple[str, dict[str, str]]:

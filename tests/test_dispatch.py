@@ -231,9 +231,6 @@ def slow_channel(db):
                           retry_delay=settings.RELAY_MAX_COUNTDOWN * 2)[0]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a long retry's next_attempt_at is its due time without "
-                                       "the grace, and claim_due accepts rows up to now + grace, so a "
-                                       "long retry can be claimed up to RELAY_DISPATCH_GRACE early")
 def test_a_long_retry_that_is_not_yet_due_cannot_be_claimed(submit, slow_channel, t0):
     message = submit(on=slow_channel)
     fail_first_attempt(message, t0)
@@ -242,8 +239,6 @@ def test_a_long_retry_that_is_not_yet_due_cannot_be_claimed(submit, slow_channel
     assert claimed_ids([message.id], due - grace() / 2) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: claim() tops every claim up with other due rows "
-                                       "(fill_to), which takes a long retry before it is due")
 def test_claiming_another_message_does_not_take_a_long_retry_before_it_is_due(submit, slow_channel, t0):
     retrying = submit(on=slow_channel)
     fail_first_attempt(retrying, t0)

@@ -92,8 +92,6 @@ def test_duplicate_failure_receipt_does_not_use_another_attempt(channel, make_me
     assert len(published.of("send_messages")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: duplicates within one batch are applied by one transition "
-                                       "and each is recorded as APPLIED, though only one changed the message")
 def test_duplicate_within_one_batch_is_recorded_as_ignored(channel, make_message):
     message = make_message(Status.SENT)
     payload = simulated(channel, message, 1)
@@ -123,12 +121,11 @@ def test_failure_receipt_of_an_earlier_attempt_does_not_fail_a_later_one(channel
     assert fresh(message).status == Status.SENT
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a failure naming attempt 0 is taken as a failure of the "
-                                       "current attempt (`event.attempt or message.attempts`)")
-def test_failure_receipt_naming_attempt_zero_does_not_fail_the_current_attempt(channel, make_message):
+def test_failure_receipt_naming_attempt_zero_is_unreadable_and_fails_nothing(channel, make_message):
     message = make_message(Status.SENT, attempts=1)
 
-    receipts.receipt_process(channel=channel, payload=said(message, 0, "undelivered"))
+    with pytest.raises(ValueError, match="attempt 0"):
+        receipts.receipt_process(channel=channel, payload=said(message, 0, "undelivered"))
 
     assert fresh(message).status == Status.SENT
 

@@ -203,8 +203,6 @@ def test_parse_receipt_rejects_a_malformed_payload(payload):
         provider().parse_receipt(payload)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_receipt accepts attempt 0 (and negatives); "
-                                       "receipts then treat attempt 0 as 'the current attempt'")
 @pytest.mark.parametrize("attempt", [0, -1])
 def test_parse_receipt_rejects_an_attempt_below_one(attempt):
     payload = {"messageId": MESSAGE_ID, "attempt": attempt, "events": [{"event": "undelivered"}]}

@@ -676,8 +676,6 @@ def test_a_timeout_is_recorded_as_error_kind_timeout(settings, receiver, applica
     assert (attempt.error_kind, attempt.status_code, delivery.status) == ("timeout", None, "pending")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: urllib3's NewConnectionError subclasses ConnectTimeoutError, "
-                                       "so deliveries.http._failure files a refused connection as a timeout")
 def test_a_refused_connection_is_recorded_as_error_kind_connection(application, channel):
     sub = subscribe(application, f"http://127.0.0.1:{closed_port()}/hook")
     delivery = delivery_of(queued_event(submit(application, channel)), sub)
@@ -716,9 +714,6 @@ def test_a_redirect_is_not_followed_and_counts_as_a_failure(receiver, applicatio
     assert (attempt.status_code, attempt.error_kind, delivery.status) == (302, "http_status", "pending")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a header value the API accepts (CR/LF, non-latin-1) makes "
-                                       "http.client raise ValueError, which escapes deliveries.http.post "
-                                       "and crashes send_deliveries for the whole chunk")
 def test_an_unsendable_extra_header_is_a_failed_attempt_not_a_crash(receiver, application, channel):
     sub = Subscription.objects.create(application=application, url=receiver.url, secret=new_secret(),
                                       headers={"X-Note": "line one\r\nline two"})
@@ -729,8 +724,6 @@ def test_an_unsendable_extra_header_is_a_failed_attempt_not_a_crash(receiver, ap
     assert DeliveryAttempt.objects.filter(delivery=delivery).count() == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Retry-After: nan parses to float('nan'), which max/min do not "
-                                       "bound; timedelta(seconds=nan) then raises and the chunk is lost")
 def test_a_nonsensical_retry_after_is_a_failed_attempt_not_a_crash(receiver, application, channel):
     delivery = one_failed_attempt(receiver, application, channel, Answer(429, {"Retry-After": "nan"}))
 

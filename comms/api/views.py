@@ -5,13 +5,14 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, mixins, status, viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors
 from ..cancellation import message_cancel
-from ..models import Channel
+from ..models import Channel, Message
 from ..submission import message_submit, message_submit_batch
 from .errors import error_body
 from .filters import MessageFilter
@@ -24,6 +25,8 @@ from .serializers import (
     MessageInputSerializer,
     MessageSerializer,
 )
+
+IDEMPOTENCY_KEY_MAX = Message._meta.get_field("idempotency_key").max_length
 
 
 class NewestFirst(CursorPagination):
@@ -53,9 +56,16 @@ class MessageListCreateView(generics.ListAPIView):
         message, _ = message_submit(
             application=request.user,
             data=serializer.validated_data,
-            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            idempotency_key=idempotency_key(request),
         )
         return Response(MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
+
+
+def idempotency_key(request) -> str | None:
+    key = request.headers.get("Idempotency-Key") or None
+    if key and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ValidationError({"Idempotency-Key": [f"at most {IDEMPOTENCY_KEY_MAX} characters"]})
+    return key
 
 
 class MessageBatchView(APIView):

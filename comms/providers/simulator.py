@@ -120,6 +120,8 @@ class SimulatorProvider(HmacReceipts, Provider):
             words = [str(e["event"]) for e in payload["events"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed simulator receipt: {exc}") from exc
+        if attempt < 1:
+            raise ValueError(f"malformed simulator receipt: attempt {attempt} (attempts count from 1)")
         events = []
         for word in words:
             kind = RECEIPT_KINDS.get(word)
