@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from comms.submission import message_submit
-from deliveries import urlguard
+from deliveries import http, urlguard
 from deliveries.models import Delivery, Subscription
 from deliveries.sending import send_deliveries
 from deliveries.services import subscription_create
@@ -260,3 +260,15 @@ def test_a_host_that_rebinds_between_the_check_and_the_connection_is_not_reached
     send_one_event(application, channel)
 
     assert receiver.requests == []
+
+
+def test_a_vetted_address_is_connected_to_with_the_url_host_in_the_host_header(receiver, dns):
+    # The name resolves nowhere: only the pinned address can have reached the receiver.
+    dns["hooks.example.test"] = []
+
+    outcome = http.post(f"http://hooks.example.test:{receiver.port}/hook?x=1", "{}",
+                        {"Content-Type": "application/json"}, address="127.0.0.1")
+
+    assert outcome.status_code == 200
+    request = receiver.requests[0]
+    assert (request.path, request.headers["host"]) == ("/hook?x=1", f"hooks.example.test:{receiver.port}")
