@@ -1,5 +1,5 @@
 """Fixtures shared by the suite: applications with keys, channels, an API client, and a
-recorder for published tasks so unit tests run tasks by calling them, never eagerly."""
+recorder for published tasks, so unit tests run tasks by calling them, never eagerly."""
 
 import pytest
 from rest_framework.test import APIClient
@@ -84,7 +84,9 @@ class Published:
 
 @pytest.fixture
 def published(monkeypatch):
-    """Record instead of publishing; on_commit callbacks run at once in these tests."""
+    """Record instead of publishing. Tasks are published after commit, and a test's own
+    transaction never commits: wrap the code in django_capture_on_commit_callbacks(execute=True)
+    to record what would be published."""
     recorder = Published()
     for name in ("send_messages", "process_receipts", "start_scheduled", "sweep"):
         monkeypatch.setattr(getattr(tasks, name), "apply_async", recorder.record(name))
