@@ -9,7 +9,7 @@ from django.utils import timezone
 from comms import lifecycle
 from comms.lifecycle import EventDetails
 from comms.models import Message, MessageEvent
-from comms.status import ALLOWED_FROM, EventCode, Status, can_transition
+from comms.status import EventCode, Status, can_transition
 
 pytestmark = pytest.mark.django_db
 
