@@ -1,5 +1,7 @@
 """Applications, their keys, and channels: the bootstrap services."""
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
 from django.db import transaction
 
 from .models import ApiKey, Application, Channel
@@ -32,8 +34,13 @@ def channel_upsert(*, name: str, type: str | None = None, config: dict | None = 
                    max_attempts: int | None = None, retry_delay: float | None = None,
                    enabled: bool | None = None) -> tuple[Channel, bool]:
     """Create a channel, or update the given fields of an existing one. Raises ConfigError."""
+    try:
+        validate_slug(name)  # it travels in URLs: /channels/<name>, /receipts/<name>
+    except ValidationError as exc:
+        raise ValueError(f"channel name {name!r}: letters, digits, '-' and '_' only") from exc
     channel = Channel.objects.filter(name=name).first()
     created = channel is None
+    previous_config = None if created else channel.config
     if created:
         if not type:
             raise ValueError("a new channel needs a type")
@@ -42,7 +49,7 @@ def channel_upsert(*, name: str, type: str | None = None, config: dict | None = 
         channel.type = type
     if config is not None:
         channel.config = config
-    channel.config = provider_class(channel.type).clean_config(channel.config)
+    channel.config = provider_class(channel.type).clean_config(channel.config, previous_config)
     if max_attempts is not None:
         if max_attempts < 1:
             raise ValueError("max attempts must be at least 1")

@@ -1,6 +1,8 @@
+from django import forms
 from django.contrib import admin
 
 from .models import ApiKey, Application, Channel, Message, MessageEvent, Receipt
+from .providers import PROVIDERS, ConfigError, provider_class
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -22,8 +24,29 @@ class ApplicationAdmin(admin.ModelAdmin):
     inlines = [ApiKeyInline]
 
 
+class ChannelForm(forms.ModelForm):
+    """The same rules as the API and `createchannel`: a known type, a config its provider accepts."""
+
+    type = forms.ChoiceField(choices=[(t, t) for t in sorted(PROVIDERS)])
+
+    class Meta:
+        model = Channel
+        fields = ["name", "type", "config", "max_attempts", "retry_delay", "enabled"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if "type" in cleaned and "config" in cleaned:
+            previous = self.instance.config if self.instance.pk else None
+            try:
+                cleaned["config"] = provider_class(cleaned["type"]).clean_config(cleaned["config"], previous)
+            except ConfigError as exc:
+                self.add_error("config", str(exc))
+        return cleaned
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
+    form = ChannelForm
     list_display = ["name", "type", "enabled", "max_attempts", "retry_delay", "updated_at"]
     list_filter = ["type", "enabled"]
     search_fields = ["name"]

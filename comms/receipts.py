@@ -32,12 +32,19 @@ class _Pending:
     applied: list[str] = field(default_factory=list)
 
 
+# Which answer a payload naming several messages gets: the one that asks the most of the caller.
+ANSWER_ORDER = [Receipt.Outcome.DEFERRED, Receipt.Outcome.APPLIED, Receipt.Outcome.IGNORED,
+                Receipt.Outcome.UNKNOWN_MESSAGE]
+
+
 def receipt_process(*, channel: Channel, payload: dict, tries: int = 0) -> Receipt:
-    """One receipt; raises ValueError for a payload the provider cannot read."""
+    """One receipt payload; raises ValueError for one the provider cannot read. A payload that
+    names several messages is recorded per message; the answer is the weightiest outcome."""
     events = provider_for(channel).parse_receipt(payload)
     if not events:
         raise ValueError("the receipt names no event")
-    return _process(channel, [_Pending(payload, events)], tries)[0]
+    receipts = _process(channel, _per_message(payload, events), tries)
+    return min(receipts, key=lambda r: ANSWER_ORDER.index(r.outcome))
 
 
 def receipts_process(*, channel: Channel, payloads: list[dict], tries: int = 0) -> list[Receipt]:
@@ -50,9 +57,17 @@ def receipts_process(*, channel: Channel, payloads: list[dict], tries: int = 0) 
         except ValueError as exc:
             log.warning("unreadable receipt on channel %s: %s (%s)", channel.name, exc, payload)
             continue
-        if events:
-            pending.append(_Pending(payload, events))
+        pending += _per_message(payload, events)
     return _process(channel, pending, tries)
+
+
+def _per_message(payload: dict, events: list[ReceiptEvent]) -> list[_Pending]:
+    """A bulk callback may name many messages: each gets its own events, in order."""
+    by_message: dict[tuple[str, str], list[ReceiptEvent]] = {}
+    for event in events:
+        key = (event.message_id, "") if event.message_id else ("", event.provider_ref)
+        by_message.setdefault(key, []).append(event)
+    return [_Pending(payload, message_events) for message_events in by_message.values()]
 
 
 def _process(channel: Channel, pending: list[_Pending], tries: int) -> list[Receipt]:
@@ -71,7 +86,8 @@ def _process(channel: Channel, pending: list[_Pending], tries: int) -> list[Rece
         too_early = _early(item.message, first) or (item.message is None and not first.message_id)
         if too_early and tries < settings.RELAY_RECEIPT_RETRIES:
             outcomes[index] = Receipt.Outcome.DEFERRED
-            deferred.append(item.payload)
+            if not any(p is item.payload for p in deferred):  # the other parts apply as repeats
+                deferred.append(item.payload)
         elif item.message is None:
             log.warning("receipt on channel %s for an unknown message: %s", channel.name, item.payload)
             outcomes[index] = Receipt.Outcome.UNKNOWN_MESSAGE

@@ -49,9 +49,14 @@ def publish_countdowns_on_commit(messages: Iterable[tuple[str, datetime]], now: 
 
 
 def start_due(message_ids: Sequence[str], now: datetime) -> list[str]:
-    """QUEUED for each scheduled message whose sendAt has come; returns those started."""
-    due = list(Message.objects.filter(id__in=message_ids, status=Status.SCHEDULED, send_at__lte=now)
-               .values_list("id", flat=True))
+    """QUEUED for each scheduled message whose sendAt has come; returns those started.
+    One released after its expiresAt (the platform was down) goes straight to EXPIRED."""
+    from .sending import expire  # sending imports this module
+
+    due = Message.objects.filter(id__in=message_ids, status=Status.SCHEDULED, send_at__lte=now)
+    for message in due.filter(expires_at__lte=now).select_related("channel"):
+        expire(message, now=now)
+    due = list(due.exclude(expires_at__lte=now).values_list("id", flat=True))
     moved = lifecycle.transition(due, Status.QUEUED, expected={Status.SCHEDULED},
                                  next_attempt_at=now + grace(), now=now)
     dispatch_on_commit([m.id for m in moved])

@@ -15,7 +15,7 @@ from . import lifecycle, scheduling
 from .dispatch import claim, dispatch_on_commit, grace, release
 from .lifecycle import EventDetails
 from .models import Message
-from .providers import Provider, ProviderError, Sent, provider_for
+from .providers import ConfigError, Provider, ProviderError, Sent, provider_for
 from .status import SENDABLE, ErrorCode, Status
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,19 @@ def send_attempts(message_ids: Sequence[str], *, now: datetime | None = None) ->
             messages = messages[:index]
             break
         channel = message.channel
-        provider = providers.get(channel.id) or providers.setdefault(channel.id, provider_for(channel))
         attempt = message.attempts + 1
         try:
+            # Inside the try: a channel no provider can serve fails its own messages only.
+            provider = providers.get(channel.id) or providers.setdefault(channel.id, provider_for(channel))
             if not channel.enabled:
                 raise ProviderError(ErrorCode.CHANNEL_UNAVAILABLE, "The channel is disabled")
             sent.append(Sent(message, attempt, provider.send(message, attempt=attempt)))
         except ProviderError as error:
             attempt_failed(message, error, attempt=attempt, after_sent=False)
+        except ConfigError as exc:  # an operator can fix it, so it is retried
+            log.error("channel %s cannot send: %s", channel.name, exc)
+            attempt_failed(message, ProviderError(ErrorCode.CHANNEL_UNAVAILABLE, f"The channel is misconfigured: {exc}",
+                                                  raw_code="config"), attempt=attempt, after_sent=False)
         except Exception as exc:  # a provider bug must not strand the rest of the chunk
             log.exception("provider %s crashed on message %s", channel.type, message.id)
             attempt_failed(

@@ -203,9 +203,6 @@ def test_a_batch_over_the_body_limit_gets_413(api, channel, settings):
     assert not Message.objects.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: batch context values are unchecked (DictField): NUL is refused by "
-                                       "PostgreSQL jsonb (DataError, 500) and a lone surrogate cannot be "
-                                       "encoded on either database (500), instead of a 400")
 @pytest.mark.parametrize("context", ['{"a": "nul\\u0000"}', '{"a": "\\ud800"}'])
 def test_a_batch_context_json_columns_cannot_store_is_a_400(api, channel, context):
     api.raise_request_exception = False

@@ -153,9 +153,6 @@ def test_a_failed_createchannel_update_leaves_the_channel_as_it_was():
     assert Channel.objects.get(name="sms").max_attempts == 5
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: createchannel does not validate NAME; Channel.name is a SlugField "
-                                       "but channel_upsert saves without full_clean, so the command creates a "
-                                       "channel the API refuses to name (and a URL path segment cannot carry)")
 def test_createchannel_with_a_name_that_is_not_a_slug_is_a_command_error():
     with pytest.raises(CommandError):
         run("createchannel", "my channel/1", "--type", "simulator")

@@ -113,11 +113,6 @@ def test_a_scheduled_message_whose_expiry_passed_before_release_is_expired_not_s
     assert "SENT" not in codes(message_id)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: scheduling.start_due releases a SCHEDULED message whose "
-                                       "expiresAt has already passed as QUEUED (a QUEUED webhook for a "
-                                       "message that can no longer be sent); the table allows "
-                                       "SCHEDULED -> EXPIRED and sending.expire accepts it, but nothing "
-                                       "calls it for scheduled rows")
 def test_a_scheduled_message_found_past_its_expiry_goes_straight_to_expired(worker, clock):
     message_id = worker.submit(sendAt=(clock.now + seconds(60)).isoformat(),
                                expiresAt=(clock.now + seconds(90)).isoformat())

@@ -8,7 +8,6 @@ between the provider and the socket.
 import json
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from comms import sending
@@ -24,7 +23,6 @@ pytestmark = pytest.mark.django_db
 
 E = ErrorCode
 PHONE = "+447700900123"
-on_postgres = connection.vendor == "postgresql"
 
 
 def answer(status: int = 200, body: dict | list | str | None = None, **kwargs) -> Answer:
@@ -240,10 +238,6 @@ def test_a_temporary_failure_is_retried(receiver, http_channel, make_message, dj
     assert (message.status, message.attempts) == (Status.DELIVERY_RETRIED, 1)
 
 
-@pytest.mark.xfail(on_postgres, strict=True,
-                   reason="BUG: the gateway's error code is stored unbounded in MessageEvent.raw_code "
-                          "(varchar 100): on PostgreSQL the DataError escapes send_attempts, so the chunk's "
-                          "attempts already handed over are never recorded SENT and are sent again")
 def test_an_overlong_gateway_error_code_neither_crashes_the_chunk_nor_loses_its_sent_attempts(
         receiver, http_channel, make_message, django_capture_on_commit_callbacks):
     fine, refused = make_message(), make_message()
@@ -255,10 +249,6 @@ def test_an_overlong_gateway_error_code_neither_crashes_the_chunk_nor_loses_its_
     assert fresh(refused).status == Status.DELIVERY_FAILED
 
 
-@pytest.mark.xfail(on_postgres, strict=True,
-                   reason="BUG: a gateway reference longer than Message.provider_ref (varchar 255) makes "
-                          "record_sent raise DataError on PostgreSQL: every attempt of the chunk was handed "
-                          "over but none is recorded SENT, so all are sent again after the lease")
 def test_an_overlong_gateway_reference_does_not_lose_the_chunks_sent_attempts(
         receiver, http_channel, make_message, django_capture_on_commit_callbacks):
     first, second = make_message(), make_message()
@@ -372,9 +362,6 @@ def test_a_malformed_gateway_receipt_is_a_400(post_receipt, body):
     assert not Receipt.objects.exists()
 
 
-@pytest.mark.xfail(on_postgres, strict=True,
-                   reason="BUG: a receipt's link is stored unchecked in MessageEvent.link (varchar 2000); "
-                          "on PostgreSQL a longer one raises DataError and the receipt answers 500")
 def test_an_overlong_link_in_a_receipt_is_not_a_500(post_receipt, make_message):
     message = make_message(Status.DELIVERED, attempts=1)
 
@@ -384,9 +371,6 @@ def test_an_overlong_link_in_a_receipt_is_not_a_500(post_receipt, make_message):
     assert response.status_code in (200, 400)
 
 
-@pytest.mark.xfail(on_postgres, strict=True,
-                   reason="BUG: a failed receipt's error code is stored unbounded in MessageEvent.raw_code "
-                          "(varchar 100); on PostgreSQL a longer one raises DataError and answers 500")
 def test_an_overlong_error_code_in_a_receipt_is_not_a_500(post_receipt, make_message):
     message = make_message(Status.SENT, attempts=1)
 
@@ -396,10 +380,6 @@ def test_an_overlong_error_code_in_a_receipt_is_not_a_500(post_receipt, make_mes
     assert fresh(message).status in (Status.SENT, Status.DELIVERY_RETRIED)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: comms/receipts.py finds one message per receipt from its first "
-                                       "event (_attach_messages) and _apply_in_steps applies every event of "
-                                       "the receipt to it, so a bulk gateway receipt's events for other "
-                                       "messages land on the first message and the others are never updated")
 def test_a_bulk_receipt_applies_each_event_to_the_message_it_names(post_receipt, make_message):
     first, second = make_message(Status.SENT, attempts=1), make_message(Status.SENT, attempts=1)
 

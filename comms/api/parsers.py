@@ -1,5 +1,6 @@
-"""JSON bodies that the database can store: a number too large for a float (1e400) parses
-to infinity, which JSON columns refuse, so it is a parse error here, not a 500 later."""
+"""JSON bodies that the database can store, refused here rather than failing as a 500 later:
+a number too large for a float (1e400, which parses to infinity), and strings holding NUL or
+a lone surrogate (\u0000, \ud800), which PostgreSQL's jsonb and UTF-8 cannot carry."""
 
 import json
 import math
@@ -20,11 +21,35 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _check_strings(value) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("strings may not contain NUL (\\u0000)")
+        value.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key)
+            _check_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item)
+
+
+def loads(text: str):
+    """json.loads for storable data; raises ValueError for anything refused."""
+    try:
+        data = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise ValueError("the JSON is nested too deeply") from exc
+    if "\\u" in text:  # only escapes can smuggle NUL or a lone surrogate in
+        _check_strings(data)
+    return data
+
+
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return json.loads(stream.read().decode(encoding), parse_float=_finite,
-                              parse_constant=_no_constant)
+            return loads(stream.read().decode(encoding))
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc

@@ -1,7 +1,5 @@
 """The inbound door for provider receipts: the channel's provider authenticates each one."""
 
-import json
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -13,6 +11,7 @@ from ..models import Channel, Receipt
 from ..providers import provider_for
 from ..receipts import receipt_process
 from .errors import error_body
+from .parsers import loads
 
 ANSWERS = {
     Receipt.Outcome.APPLIED: (status.HTTP_200_OK, "applied"),
@@ -36,9 +35,9 @@ class ReceiptView(APIView):
             return Response(error_body("bad_signature", "The receipt's signature does not verify."),
                             status=status.HTTP_401_UNAUTHORIZED)
         try:
-            payload = json.loads(body)
+            payload = loads(body.decode("utf-8"))
             receipt = receipt_process(channel=channel, payload=payload)
-        except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        except (ValueError, TypeError) as exc:  # JSON and Unicode errors are ValueErrors
             return Response(error_body("invalid_receipt", str(exc)), status=status.HTTP_400_BAD_REQUEST)
         if receipt.outcome == Receipt.Outcome.UNKNOWN_MESSAGE:
             return Response(error_body("unknown_message", "No message of this channel matches the receipt."),

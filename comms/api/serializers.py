@@ -149,7 +149,8 @@ class ChannelSerializer(serializers.ModelSerializer):
         channel_type = attrs.get("type") or (self.instance.type if self.instance else None)
         config = attrs.get("config", self.instance.config if self.instance else {})
         try:
-            attrs["config"] = provider_class(channel_type).clean_config(config)
+            attrs["config"] = provider_class(channel_type).clean_config(
+                config, self.instance.config if self.instance else None)
         except ConfigError as exc:
             raise serializers.ValidationError({"config": [str(exc)]}) from exc
         return attrs

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from ..models import Channel, Message
 
 
+RAW_CODE_MAX = 100  # MessageEvent.raw_code
+
+
 class ProviderError(Exception):
     """An attempt failed. `permanent` failures are not retried."""
 
@@ -26,7 +29,7 @@ class ProviderError(Exception):
         self.code = ErrorCode(code)
         self.message = message or self.code.label
         self.permanent = permanent
-        self.raw_code = raw_code
+        self.raw_code = raw_code[:RAW_CODE_MAX]  # a provider's code is theirs: any length
 
 
 class ConfigError(ValueError):
@@ -65,8 +68,9 @@ class Provider:
         self.channel = channel
 
     @classmethod
-    def clean_config(cls, config: dict) -> dict:
-        """Validate a channel config, returning it normalised; raise ConfigError if wrong."""
+    def clean_config(cls, config: dict, previous: dict | None = None) -> dict:
+        """Validate a channel config, returning it normalised; raise ConfigError if wrong.
+        `previous` is the channel's current config, when it is being replaced."""
         if not isinstance(config, dict):
             raise ConfigError("config must be a JSON object")
         return config
@@ -105,10 +109,14 @@ class HmacReceipts:
     SIGNATURE_HEADER = "X-Relay-Signature"
 
     @staticmethod
-    def with_receipt_secret(config: dict) -> dict:
+    def with_receipt_secret(config: dict, previous: dict | None = None) -> dict:
+        """A config without a receiptSecret keeps the channel's current one (a provider
+        signing with it must not start failing because other settings changed), or gets
+        a new one."""
         secret = config.get("receiptSecret")
         if secret is None:
-            return {**config, "receiptSecret": secrets.token_urlsafe(32)}
+            secret = (previous or {}).get("receiptSecret") or secrets.token_urlsafe(32)
+            return {**config, "receiptSecret": secret}
         if not isinstance(secret, str) or len(secret) < 16:
             raise ConfigError("receiptSecret must be a string of at least 16 characters")
         return config

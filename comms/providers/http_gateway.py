@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ..headers import headers_problem
 from ..http_session import process_session
 from ..status import ErrorCode
 from .base import ConfigError, HmacReceipts, Provider, ProviderError, ReceiptEvent
@@ -46,22 +47,28 @@ HTTP_ERRORS = {
     413: (E.CONTENT_REJECTED, True),
     422: (E.INVALID_RECEIVER, True),
     429: (E.RATE_LIMITED, False),
+    502: (E.CHANNEL_UNAVAILABLE, False),
+    503: (E.CHANNEL_UNAVAILABLE, False),
+    504: (E.CHANNEL_TIMEOUT, False),
 }
 TIMEOUT = (5, 15)
+MAX_REFERENCE = 255  # Message.provider_ref
+MAX_LINK = 2000  # MessageEvent.link
 
 
 class HttpGatewayProvider(HmacReceipts, Provider):
     type = "http"
 
     @classmethod
-    def clean_config(cls, config: dict) -> dict:
-        config = cls.with_receipt_secret(super().clean_config(config))
+    def clean_config(cls, config: dict, previous: dict | None = None) -> dict:
+        config = cls.with_receipt_secret(super().clean_config(config), previous)
         url = config.get("url")
-        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError("url must be an http(s) URL")
-        headers = config.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            raise ConfigError("headers must be an object of strings")
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("url must be an http(s) URL with a host")
+        problem = headers_problem(config.get("headers", {}))
+        if problem:
+            raise ConfigError(problem)
         unknown = set(config) - {"url", "headers", "receiptSecret"}
         if unknown:
             raise ConfigError(f"unknown http gateway settings: {sorted(unknown)}")
@@ -86,7 +93,9 @@ class HttpGatewayProvider(HmacReceipts, Provider):
             raise ProviderError(E.CHANNEL_UNAVAILABLE, raw_code=type(exc).__name__) from exc
         data = _json(response)
         if 200 <= response.status_code < 300:
-            return str(data.get("id") or message.id)
+            reference = str(data.get("id") or "")
+            # A reference longer than we store could never match a receipt: use our id.
+            return reference if 0 < len(reference) <= MAX_REFERENCE else message.id
         raise _error(data.get("error"), response.status_code)
 
     def parse_receipt(self, payload: dict) -> list[ReceiptEvent]:
@@ -108,11 +117,14 @@ class HttpGatewayProvider(HmacReceipts, Provider):
         if attempt is not None and (not isinstance(attempt, int) or attempt < 1):
             raise ValueError("attempt must be a positive integer")
         env = item.get("env")
+        link = str(item.get("link") or "")
+        if len(link) > MAX_LINK:
+            raise ValueError(f"link must be at most {MAX_LINK} characters")
         return ReceiptEvent(
             kind=kind, message_id=str(message_id), provider_ref=str(ref), attempt=attempt,
             error=_error(item.get("error"), None) if kind == "FAILED" else None,
             env=env if isinstance(env, dict) else None,
-            link=str(item.get("link") or ""),
+            link=link,
         )
 
 

@@ -54,8 +54,8 @@ class SimulatorProvider(HmacReceipts, Provider):
     type = "simulator"
 
     @classmethod
-    def clean_config(cls, config: dict) -> dict:
-        config = cls.with_receipt_secret(super().clean_config(config))
+    def clean_config(cls, config: dict, previous: dict | None = None) -> dict:
+        config = cls.with_receipt_secret(super().clean_config(config), previous)
         for key in ("receiptDelay", "failureRate"):
             value = config.get(key, 0)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:

@@ -1,16 +1,10 @@
-import re
-
 from rest_framework import serializers
 
+from comms.headers import header_problem
 from comms.status import EventCode
 
 from ..models import Delivery, DeliveryAttempt, Subscription
 from ..urlguard import RefusedURL, check_url
-
-# RFC 9110: a field name is a token; a value is visible characters, spaces and tabs (and
-# obs-text, bytes 0x80-0xFF, which HTTP carries as latin-1).
-HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):
@@ -36,12 +30,9 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         return value
 
     def validate_headers(self, value):
-        for name, text in value.items():
-            if not HEADER_NAME.fullmatch(name):
-                raise serializers.ValidationError(f"{name!r} is not a valid HTTP header name")
-            if not HEADER_VALUE.fullmatch(text):
-                raise serializers.ValidationError(
-                    f"the value of {name!r} holds characters HTTP cannot carry (control or non-latin-1)")
+        problems = [p for p in (header_problem(k, v) for k, v in value.items()) if p]
+        if problems:
+            raise serializers.ValidationError(problems)
         return value
 
 
