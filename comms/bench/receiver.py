@@ -6,6 +6,7 @@ payload shape, and reports (event id, message id, statusCode, received at) throu
 
 import multiprocessing
 import re
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,6 +37,9 @@ def shape_problem(payload: dict, headers: dict) -> str:
 
 def _serve(secret_queue, records, port_value, ready):
     verifier: dict[str, Webhook] = {}
+    # Requests arrive concurrently: one thread takes a path's secret off the queue while the
+    # others wait here for it, instead of waiting on the (then empty) queue and giving up.
+    learning = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -47,9 +51,10 @@ def _serve(secret_queue, records, port_value, ready):
             headers = {k.lower(): v for k, v in self.headers.items()}
             problem = ""
             try:
-                while self.path not in verifier:
-                    path, secret = secret_queue.get(timeout=5)
-                    verifier[path] = Webhook(secret)
+                with learning:
+                    while self.path not in verifier:
+                        path, secret = secret_queue.get(timeout=5)
+                        verifier[path] = Webhook(secret)
                 payload = verifier[self.path].verify(body, headers)
                 problem = shape_problem(payload, headers)
             except Exception as exc:
