@@ -2,11 +2,13 @@
 recorder for published tasks, so unit tests run tasks by calling them, never eagerly."""
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from comms import tasks
 from comms.accounts import application_create, channel_upsert
 from deliveries import tasks as delivery_tasks
+from tests.timing import Clock
 
 
 @pytest.fixture
@@ -92,3 +94,11 @@ def published(monkeypatch):
         monkeypatch.setattr(getattr(tasks, name), "apply_async", recorder.record(name))
     monkeypatch.setattr(delivery_tasks.send_deliveries, "apply_async", recorder.record("send_deliveries"))
     return recorder
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Frozen time every module reads through django.utils.timezone.now."""
+    frozen = Clock(timezone.now().replace(microsecond=0))
+    monkeypatch.setattr(timezone, "now", frozen)
+    return frozen

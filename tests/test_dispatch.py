@@ -5,7 +5,6 @@ injected: every claim takes `now`, so a lease or a retry delay passes without sl
 """
 
 import logging
-from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -20,22 +19,11 @@ from comms.models import Message
 from comms.providers import ProviderError
 from comms.status import SENDABLE, ErrorCode, Status
 from comms.submission import message_submit
+from tests.timing import grace, lease, seconds
 
 pytestmark = pytest.mark.django_db
 
 PHONE = "+447700900123"
-
-
-def seconds(n: float) -> timedelta:
-    return timedelta(seconds=n)
-
-
-def grace() -> timedelta:
-    return seconds(settings.RELAY_DISPATCH_GRACE)
-
-
-def lease() -> timedelta:
-    return seconds(settings.RELAY_CLAIM_LEASE)
 
 
 def claimed_ids(message_ids: list[str], now) -> list[str]:

@@ -5,38 +5,18 @@ Time is injected through the `clock` fixture (django.utils.timezone.now), tasks 
 by `published` and run by calling what a worker would; nothing sleeps.
 """
 
-from datetime import datetime, timedelta
 
 import pytest
-from django.utils import timezone
 
 from comms import receipts, sending, sweeper, tasks
 from comms.models import Channel, Message, MessageEvent
 from comms.status import ErrorCode, Status
+from tests.timing import seconds
 
 pytestmark = pytest.mark.django_db
 
 PHONE = "+447700900123"
 URL = "/api/v1/messages"
-
-
-def seconds(n: float) -> timedelta:
-    return timedelta(seconds=n)
-
-
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    frozen = Clock(timezone.now().replace(microsecond=0))
-    monkeypatch.setattr(timezone, "now", frozen)
-    return frozen
 
 
 class Worker:

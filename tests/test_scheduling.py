@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.conf import settings
-from django.utils import timezone
 
 from comms import sending, sweeper, tasks
 from comms.models import Message, MessageEvent
 from comms.status import Status
+from tests.timing import grace, seconds
 
 pytestmark = pytest.mark.django_db
 
@@ -22,36 +22,12 @@ PHONE = "+447700900123"
 URL = "/api/v1/messages"
 
 
-def seconds(n: float) -> timedelta:
-    return timedelta(seconds=n)
-
-
 def lookahead() -> timedelta:
     return seconds(settings.RELAY_SCHEDULE_LOOKAHEAD)
 
 
-def grace() -> timedelta:
-    return seconds(settings.RELAY_DISPATCH_GRACE)
-
-
 def iso(moment: datetime) -> str:
     return moment.isoformat()
-
-
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """Frozen time every module reads through django.utils.timezone.now."""
-    frozen = Clock(timezone.now().replace(microsecond=0))
-    monkeypatch.setattr(timezone, "now", frozen)
-    return frozen
 
 
 @pytest.fixture

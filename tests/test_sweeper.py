@@ -16,22 +16,11 @@ from comms.providers import provider_for
 from comms.providers.base import Sent
 from comms.status import SENDABLE, Status
 from comms.submission import message_submit
+from tests.timing import grace, lease, seconds
 
 pytestmark = pytest.mark.django_db
 
 PHONE = "+447700900123"
-
-
-def seconds(n: float) -> timedelta:
-    return timedelta(seconds=n)
-
-
-def grace() -> timedelta:
-    return seconds(settings.RELAY_DISPATCH_GRACE)
-
-
-def lease() -> timedelta:
-    return seconds(settings.RELAY_CLAIM_LEASE)
 
 
 def fresh(message: Message) -> Message:
