@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 from comms import tasks
 from comms.accounts import application_create, channel_upsert
 from deliveries import tasks as delivery_tasks
+from tests.receiver import Receiver
 from tests.timing import Clock
 
 
@@ -102,3 +103,15 @@ def clock(monkeypatch):
     frozen = Clock(timezone.now().replace(microsecond=0))
     monkeypatch.setattr(timezone, "now", frozen)
     return frozen
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server on 127.0.0.1 (see tests/receiver.py), stopped after the test."""
+    with Receiver() as running:
+        yield running
+
+
+@pytest.fixture
+def local_receivers_allowed(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True

@@ -17,7 +17,7 @@ from comms.providers import ConfigError, ProviderError, provider_for
 from comms.providers import http_gateway as gateway
 from comms.providers.base import HmacReceipts
 from comms.status import ErrorCode, Status
-from tests.receiver import Answer, Receiver, closed_port
+from tests.receiver import Answer, closed_port
 
 pytestmark = pytest.mark.django_db
 
@@ -28,12 +28,6 @@ PHONE = "+447700900123"
 def answer(status: int = 200, body: dict | list | str | None = None, **kwargs) -> Answer:
     raw = body.encode() if isinstance(body, str) else json.dumps(body).encode() if body is not None else b""
     return Answer(status, {"Content-Type": "application/json"}, raw, **kwargs)
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
 
 
 @pytest.fixture

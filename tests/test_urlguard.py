@@ -10,7 +10,6 @@ from deliveries.models import Delivery, Subscription
 from deliveries.sending import send_deliveries
 from deliveries.services import subscription_create
 from deliveries.urlguard import RefusedURL, check_url
-from tests.receiver import Receiver
 
 BASE = "/api/v1/subscriptions"
 PUBLIC = "93.184.216.34"
@@ -54,12 +53,6 @@ def dns(monkeypatch):
 
     monkeypatch.setattr(urlguard.socket, "getaddrinfo", getaddrinfo)
     return table
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
 
 
 def create(api, url):

@@ -18,7 +18,6 @@ from comms.lifecycle import EventDetails
 from comms.sending import end_with_fallback
 from comms.status import ErrorCode, Status
 from deliveries.models import Delivery
-from tests.receiver import Receiver
 from tests.webhooks import (
     body_of,
     move,
@@ -32,16 +31,8 @@ TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+0000$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
-@pytest.fixture(autouse=True)
-def _local_receivers_allowed(settings, published):
-    # These tests post to 127.0.0.1; the SSRF guard has its own tests.
-    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
+# These tests post to a receiver on 127.0.0.1; the SSRF guard has its own tests.
+pytestmark = pytest.mark.usefixtures("local_receivers_allowed", "published")
 
 
 # --- fan-out -----------------------------------------------------------------------------

@@ -4,7 +4,6 @@ Delivery attempts are made by calling deliveries.sending.send_deliveries with de
 as the task does; later attempts are driven by passing `now` = the row's next_attempt_at.
 """
 
-import re
 import time
 from datetime import timedelta
 from email.utils import formatdate
@@ -19,7 +18,7 @@ from deliveries.models import Delivery, DeliveryAttempt, Subscription
 from deliveries.sending import send_deliveries
 from deliveries.signing import new_secret
 from deliveries.sweeper import sweep_due_deliveries
-from tests.receiver import Answer, Receiver, closed_port
+from tests.receiver import Answer, closed_port
 from tests.webhooks import (
     countdowns,
     delivery_of,
@@ -31,20 +30,8 @@ from tests.webhooks import (
     subscribe,
 )
 
-TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+0000$")
-HEX32 = re.compile(r"^[0-9a-f]{32}$")
-
-
-@pytest.fixture(autouse=True)
-def _local_receivers_allowed(settings, published):
-    # These tests post to 127.0.0.1; the SSRF guard has its own tests.
-    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
+# These tests post to a receiver on 127.0.0.1; the SSRF guard has its own tests.
+pytestmark = pytest.mark.usefixtures("local_receivers_allowed", "published")
 
 
 # --- outcomes and retries ----------------------------------------------------------------

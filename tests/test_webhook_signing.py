@@ -16,19 +16,12 @@ from deliveries.models import Delivery
 from deliveries.sending import send_deliveries
 from deliveries.services import subscription_create, subscription_rotate_secret
 from deliveries.signing import new_secret
-from tests.receiver import Receiver
 
 
 @pytest.fixture(autouse=True)
 def _local_receivers_allowed(settings, published):
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     settings.WEBHOOK_ROTATION_OVERLAP_HOURS = 24
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
 
 
 @pytest.fixture
