@@ -43,16 +43,20 @@ def claim_due(model: type[Model], ids: Sequence[str], statuses: Collection[str],
     if mark_column:
         params.append(ops.adapt_datetimefield_value(now + lease))
     params += list(ids)
+    fill = ""
     extra = fill_to - len(ids)
     if extra > 0:
-        # The partial index on next_attempt_at serves this; SKIP LOCKED keeps concurrent
-        # claimers from queueing behind each other (SQLite has one writer anyway).
+        # An ordered scan of the partial index on next_attempt_at, stopped after `extra`;
+        # SKIP LOCKED keeps concurrent claimers from queueing behind each other (SQLite has
+        # one writer anyway). Joined by UNION ALL, never OR: an OR with a subquery makes
+        # PostgreSQL filter the whole table instead of using either index.
         lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-        wanted = (f"({wanted} OR id IN (SELECT id FROM {table} WHERE next_attempt_at <= %s "
-                  f"AND status IN ({status_list}) ORDER BY next_attempt_at LIMIT %s{lock}))")
-        params += [due_before, *sorted(statuses), extra]
+        fill = (f"WITH fill AS (SELECT id FROM {table} WHERE next_attempt_at <= %s "
+                f"AND status IN ({status_list}) ORDER BY next_attempt_at LIMIT %s{lock}) ")
+        wanted = f"id IN (SELECT id FROM {table} WHERE {wanted} UNION ALL SELECT id FROM fill)"
+        params = [due_before, *sorted(statuses), extra, *params]
     sql = (
-        f"UPDATE {table} SET next_attempt_at = %s{mark} WHERE {wanted} "
+        f"{fill}UPDATE {table} SET next_attempt_at = %s{mark} WHERE {wanted} "
         f"AND status IN ({status_list}) AND next_attempt_at <= %s RETURNING id"
     )
     params += [*sorted(statuses), due_before]
