@@ -20,6 +20,7 @@ from comms.providers import Sent
 from comms.providers.simulator import SimulatorProvider
 from comms.status import Status
 from comms.submission import message_submit
+from tests.postgres import backends_waiting_for_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -247,15 +248,6 @@ def test_a_message_claimed_by_a_worker_cannot_be_cancelled_and_is_then_sent(
 
 
 # Races on PostgreSQL
-
-
-def backends_waiting_for_a_lock() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
 
 
 def wait_until_waiting(count: int) -> None:

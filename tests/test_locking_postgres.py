@@ -17,6 +17,7 @@ from django.utils import timezone
 from comms import dispatch, sweeper
 from comms.models import Message
 from comms.submission import message_submit
+from tests.postgres import backends_waiting_for_a_lock
 
 pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL"),
@@ -68,15 +69,6 @@ def sweep_without_waiting(now) -> dict[str, int]:
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL lock_timeout = '2s'")
         return sweeper.sweep_due_work(now=now)
-
-
-def backends_waiting_for_a_lock() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
 
 
 def test_the_sweeper_skips_rows_another_transaction_holds_locked(submit, other_connection, published, t0):
