@@ -34,32 +34,36 @@ def claim_due(model: type[Model], ids: Sequence[str], statuses: Collection[str],
     ops = connection.ops
     table = model._meta.db_table
     lease = timedelta(seconds=settings.RELAY_CLAIM_LEASE)
-    lease_end = now + grace() + lease
     due_before = ops.adapt_datetimefield_value(now + grace())
-    status_list = ", ".join(["%s"] * len(statuses))
-    mark = f", {mark_column} = %s" if mark_column else ""
-    wanted = f"id IN ({', '.join(['%s'] * len(ids))})"
-    params: list = [ops.adapt_datetimefield_value(lease_end)]
-    if mark_column:
-        params.append(ops.adapt_datetimefield_value(now + lease))
-    params += list(ids)
-    fill = ""
+    statuses = sorted(statuses)
+    in_statuses = f"status IN ({', '.join(['%s'] * len(statuses))})"
+    due = f"{in_statuses} AND next_attempt_at <= %s"
+    due_params = [*statuses, due_before]
+    # Rows another transaction holds are skipped, never waited for: whoever holds them is
+    # claiming or changing them, and two claimers waiting on each other's rows deadlock.
+    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    ctes = [f"wanted AS (SELECT id FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))}) AND {due}{lock})"]
+    params: list = [*ids, *due_params]
     extra = fill_to - len(ids)
     if extra > 0:
-        # An ordered scan of the partial index on next_attempt_at, stopped after `extra`;
-        # SKIP LOCKED keeps concurrent claimers from queueing behind each other (SQLite has
-        # one writer anyway). Joined by UNION ALL, never OR: an OR with a subquery makes
-        # PostgreSQL filter the whole table instead of using either index.
-        lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-        fill = (f"WITH fill AS (SELECT id FROM {table} WHERE next_attempt_at <= %s "
-                f"AND status IN ({status_list}) ORDER BY next_attempt_at LIMIT %s{lock}) ")
-        wanted = f"id IN (SELECT id FROM {table} WHERE {wanted} UNION ALL SELECT id FROM fill)"
-        params = [due_before, *sorted(statuses), extra, *params]
-    sql = (
-        f"{fill}UPDATE {table} SET next_attempt_at = %s{mark} WHERE {wanted} "
-        f"AND status IN ({status_list}) AND next_attempt_at <= %s RETURNING id"
-    )
-    params += [*sorted(statuses), due_before]
+        # An ordered scan of the partial index on next_attempt_at, stopped after `extra`.
+        ctes.append(f"fill AS (SELECT id FROM {table} WHERE {due} ORDER BY next_attempt_at LIMIT %s{lock})")
+        params += [*due_params, extra]
+    chosen = " UNION SELECT id FROM fill" if extra > 0 else ""
+    # The chosen ids are gathered first and the UPDATE finds them by primary key, so the plan
+    # does not hang on row estimates (stale statistics under a sudden backlog would otherwise
+    # walk the whole due range); SQLite has no arrays, and no concurrent writers to plan for.
+    if connection.vendor == "postgresql":
+        target = f"id = ANY(ARRAY(SELECT id FROM wanted{chosen}))"
+    else:
+        target = f"id IN (SELECT id FROM wanted{chosen})"
+    mark = f", {mark_column} = %s" if mark_column else ""
+    params.append(ops.adapt_datetimefield_value(now + grace() + lease))
+    if mark_column:
+        params.append(ops.adapt_datetimefield_value(now + lease))
+    sql = (f"WITH {', '.join(ctes)} UPDATE {table} SET next_attempt_at = %s{mark} "
+           f"WHERE {target} AND {due} RETURNING id")
+    params += due_params
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}
