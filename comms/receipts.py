@@ -38,12 +38,17 @@ ANSWER_ORDER = [Receipt.Outcome.DEFERRED, Receipt.Outcome.APPLIED, Receipt.Outco
 
 
 def receipt_process(*, channel: Channel, payload: dict, tries: int = 0) -> Receipt:
-    """One receipt payload; raises ValueError for one the provider cannot read. A payload that
-    names several messages is recorded per message; the answer is the weightiest outcome."""
-    events = provider_for(channel).parse_receipt(payload)
-    if not events:
-        raise ValueError("the receipt names no event")
-    receipts = _process(channel, _per_message(payload, events), tries)
+    """One request's payload; raises ValueError, applying nothing, if the provider cannot read
+    any part of it. A bulk payload is recorded per receipt and per message; the answer is
+    the weightiest outcome."""
+    provider = provider_for(channel)
+    pending = []
+    for part in provider.split_receipt(payload):
+        events = provider.parse_receipt(part)
+        if not events:
+            raise ValueError("the receipt names no event")
+        pending += _per_message(part, events)
+    receipts = _process(channel, pending, tries)
     return min(receipts, key=lambda r: ANSWER_ORDER.index(r.outcome))
 
 
@@ -51,13 +56,13 @@ def receipts_process(*, channel: Channel, payloads: list[dict], tries: int = 0) 
     """Many receipts; one the provider cannot read is logged and skipped."""
     provider = provider_for(channel)
     pending = []
-    for payload in payloads:
+    for part in (part for payload in payloads for part in provider.split_receipt(payload)):
         try:
-            events = provider.parse_receipt(payload)
+            events = provider.parse_receipt(part)
         except ValueError as exc:
-            log.warning("unreadable receipt on channel %s: %s (%s)", channel.name, exc, payload)
+            log.warning("unreadable receipt on channel %s: %s (%s)", channel.name, exc, part)
             continue
-        pending += _per_message(payload, events)
+        pending += _per_message(part, events)
     return _process(channel, pending, tries)
 
 
@@ -86,7 +91,7 @@ def _process(channel: Channel, pending: list[_Pending], tries: int) -> list[Rece
         too_early = _early(item.message, first) or (item.message is None and not first.message_id)
         if too_early and tries < settings.RELAY_RECEIPT_RETRIES:
             outcomes[index] = Receipt.Outcome.DEFERRED
-            if not any(p is item.payload for p in deferred):  # the other parts apply as repeats
+            if not any(p is item.payload for p in deferred):  # once, though it names several messages
                 deferred.append(item.payload)
         elif item.message is None:
             log.warning("receipt on channel %s for an unknown message: %s", channel.name, item.payload)

@@ -10,7 +10,7 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from comms import sending
+from comms import lifecycle, receipts, sending
 from comms.accounts import channel_upsert
 from comms.models import Message, MessageEvent, Receipt
 from comms.providers import ConfigError, ProviderError, provider_for
@@ -382,3 +382,21 @@ def test_a_bulk_receipt_applies_each_event_to_the_message_it_names(post_receipt,
 
     assert fresh(first).status == Status.DELIVERED
     assert fresh(second).status == Status.INTERACTED
+
+
+def test_only_the_early_part_of_a_bulk_receipt_is_retried(post_receipt, make_message, published, http_channel):
+    # X's failure applies now; Y's delivery beats Y's SENT record and comes back later. Were
+    # the whole payload retried, X's attempt-less failure would fail X's next attempt too.
+    x, y = make_message(Status.SENT, attempts=1), make_message(Status.QUEUED)
+
+    response = post_receipt({"events": [{"messageId": x.id, "status": "failed", "error": {"code": "unreachable"}},
+                                        {"messageId": y.id, "status": "delivered"}]})
+
+    assert (response.status_code, fresh(x).status) == (202, Status.DELIVERY_RETRIED)
+    (channel_name, payloads, tries), _ = published.of("process_receipts")[0]
+    assert payloads == [{"messageId": y.id, "status": "delivered"}]
+    lifecycle.transition([x.id], Status.SENT, attempts=1, count_attempt=True)  # X's retry goes out
+    lifecycle.transition([y.id], Status.SENT, attempts=0, count_attempt=True)
+    receipts.receipts_process(channel=http_channel, payloads=payloads, tries=tries)
+    assert (fresh(x).status, fresh(x).attempts) == (Status.SENT, 2)
+    assert fresh(y).status == Status.DELIVERED

@@ -97,6 +97,11 @@ class Provider:
         """Whether an inbound receipt request really comes from this provider."""
         return False
 
+    def split_receipt(self, payload: dict) -> list[dict]:
+        """A bulk callback as the receipts it carries, each recorded, applied and (if it
+        comes too early) retried on its own; by default a payload is one receipt."""
+        return [payload]
+
     def parse_receipt(self, payload: dict) -> list[ReceiptEvent]:
         """Turn a receipt's payload into our events; raise ValueError if it is malformed."""
         raise ValueError(f"channel type {self.type} takes no receipts")

@@ -98,6 +98,10 @@ class HttpGatewayProvider(HmacReceipts, Provider):
             return reference if 0 < len(reference) <= MAX_REFERENCE else message.id
         raise _error(data.get("error"), response.status_code)
 
+    def split_receipt(self, payload: dict) -> list[dict]:
+        events = payload.get("events") if isinstance(payload, dict) else None
+        return events if isinstance(events, list) and events else [payload]
+
     def parse_receipt(self, payload: dict) -> list[ReceiptEvent]:
         items = payload.get("events", [payload]) if isinstance(payload, dict) else None
         if not isinstance(items, list) or not items:
