@@ -4,20 +4,27 @@ configured rather than failing every request later."""
 
 import re
 
-# A field name is a token; a value is visible characters, spaces and tabs, plus obs-text
-# (0x80-0xFF), which clients send as latin-1.
+# A field name is a token; a value is visible characters (plus obs-text, 0x80-0xFF, which
+# clients send as latin-1) with spaces and tabs only between them: clients refuse a value
+# that starts or ends with whitespace.
 NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+VISIBLE = r"[\x21-\x7e\x80-\xff]"
+VALUE = re.compile(rf"(?:{VISIBLE}(?:[\t\x20-\x7e\x80-\xff]*{VISIBLE})?)?")
+# Headers the request itself sets: configuring them would break or smuggle the request.
+RESERVED = {"host", "content-length", "transfer-encoding", "connection", "content-type"}
 
 
 def header_problem(name, value) -> str | None:
     """Why this header cannot be sent, or None if it can."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
         return f"{name!r} is not a valid HTTP header name"
+    if name.lower() in RESERVED:
+        return f"{name!r} is set by Relay and cannot be configured"
     if not isinstance(value, str):
         return f"the value of {name!r} must be a string"
     if not VALUE.fullmatch(value):
-        return f"the value of {name!r} holds characters HTTP cannot carry (control or non-latin-1)"
+        return (f"the value of {name!r} holds characters HTTP cannot carry (control or "
+                f"non-latin-1, or whitespace at either end)")
     return None
 
 

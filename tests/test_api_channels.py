@@ -202,6 +202,9 @@ def test_a_channel_body_that_is_not_a_json_object_gets_400(admin_api, raw):
     {"url": GATEWAY, "headers": {"X-A": "one\r\nX-Injected: two"}},
     {"url": GATEWAY, "headers": {"X A": "v"}},
     {"url": GATEWAY, "headers": {"X-A": "€"}},
+    {"url": GATEWAY, "headers": {"X-Token": " abc"}},  # clients refuse leading whitespace
+    {"url": GATEWAY, "headers": {"Host": "elsewhere.example"}},
+    {"url": GATEWAY, "headers": {"Transfer-Encoding": "chunked"}},
 ])
 def test_an_http_gateway_config_that_cannot_work_is_refused(admin_api, config):
     admin_api.raise_request_exception = False

@@ -214,6 +214,16 @@ def test_a_disabled_channel_is_refused(api, channel):
     assert not Message.objects.exists()
 
 
+def test_a_charset_other_than_utf8_cannot_smuggle_a_lone_surrogate_in(api, channel):
+    api.raise_request_exception = False
+    raw = '{"channel": "sim", "receiver": "+447700900123", "content": {"text": "x"}, "context": {"a": "+2AA-"}}'
+
+    response = api.post(BASE, raw.encode(), content_type="application/json; charset=utf-7")
+
+    assert response.status_code in (202, 400)  # read as UTF-8: the text "+2AA-", or refused
+    assert Message.objects.filter(context__a="\ud800").count() == 0
+
+
 @pytest.mark.parametrize("raw", ["not json", "{", "", "[]", json.dumps([body()]), '"text"', "null", "5",
                                  '{"channel": "sim", "receiver": "x", "content": {"text": NaN}}'])
 def test_a_body_that_is_not_a_json_object_gets_400(api, channel, raw):

@@ -5,7 +5,6 @@ a lone surrogate (\u0000, \ud800), which PostgreSQL's jsonb and UTF-8 cannot car
 import json
 import math
 
-from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -48,8 +47,9 @@ def loads(text: str):
 
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        # JSON is UTF-8 (RFC 8259): a charset the client names is not honoured, since a
+        # decoder such as UTF-7 could produce what the checks below look for in escapes.
         try:
-            return loads(stream.read().decode(encoding))
+            return loads(stream.read().decode("utf-8"))
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
