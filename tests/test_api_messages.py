@@ -2,6 +2,7 @@
 per-field errors that create nothing, the filtered cursor-paginated list, the detail with
 its events, and isolation between applications."""
 
+import io
 import json
 import re
 from datetime import timedelta
@@ -10,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from comms import lifecycle
+from comms.api.parsers import StrictJSONParser
 from comms.lifecycle import EventDetails
 from comms.models import Message, MessageEvent
 from comms.status import ErrorCode, Status
@@ -214,14 +216,13 @@ def test_a_disabled_channel_is_refused(api, channel):
     assert not Message.objects.exists()
 
 
-def test_a_charset_other_than_utf8_cannot_smuggle_a_lone_surrogate_in(api, channel):
-    api.raise_request_exception = False
-    raw = '{"channel": "sim", "receiver": "+447700900123", "content": {"text": "x"}, "context": {"a": "+2AA-"}}'
+def test_a_charset_other_than_utf8_cannot_smuggle_a_lone_surrogate_in():
+    # UTF-7 would decode "+2AA-" to a lone surrogate, which no escape check would see.
+    raw = b'{"context": {"a": "+2AA-"}}'
 
-    response = api.post(BASE, raw.encode(), content_type="application/json; charset=utf-7")
+    data = StrictJSONParser().parse(io.BytesIO(raw), parser_context={"encoding": "utf-7"})
 
-    assert response.status_code in (202, 400)  # read as UTF-8: the text "+2AA-", or refused
-    assert Message.objects.filter(context__a="\ud800").count() == 0
+    assert data == {"context": {"a": "+2AA-"}}
 
 
 @pytest.mark.parametrize("raw", ["not json", "{", "", "[]", json.dumps([body()]), '"text"', "null", "5",
