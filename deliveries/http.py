@@ -9,6 +9,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -27,6 +28,7 @@ from urllib3.util import parse_url
 
 USER_AGENT = "Relay-Webhooks/1"
 EXCERPT_BYTES = 4096
+MAX_ADDRESSES = 3  # each unreachable one costs up to WEBHOOK_CONNECT_TIMEOUT
 
 _pool: tuple[int, urllib3.PoolManager] | None = None
 
@@ -54,25 +56,16 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def post(url: str, body: str, headers: dict[str, str], *, address: str | None = None) -> Outcome:
+def post(url: str, body: str, headers: dict[str, str], *, addresses: Sequence[str] = ()) -> Outcome:
     """POST and read at most EXCERPT_BYTES of the answer, all within WEBHOOK_TIMEOUT.
 
-    With `address`, connect there instead of resolving the URL's host again (the address the
-    SSRF check vetted); TLS still verifies the certificate against the host's name.
+    With `addresses`, connect to those (the ones the SSRF check vetted, in order, the next
+    when one cannot be reached) instead of resolving the URL's host again; TLS still
+    verifies the certificate against the host's name.
     """
     started = time.monotonic()
-    timeout = urllib3.Timeout(total=settings.WEBHOOK_TIMEOUT, connect=settings.WEBHOOK_CONNECT_TIMEOUT)
-    options = {"body": body.encode(), "timeout": timeout, "redirect": False, "retries": False,
-               "preload_content": False}
     try:
-        if address is None:
-            response = pool().request("POST", url, headers=headers, **options)
-        else:
-            target = parse_url(url)
-            pool_kwargs = {"server_hostname": target.host} if target.scheme == "https" else None
-            connections = pool().connection_from_host(address, target.port, target.scheme, pool_kwargs)
-            response = connections.urlopen("POST", target.request_uri, assert_same_host=False,
-                                           headers={**headers, "Host": target.netloc}, **options)
+        response = _open(url, body.encode(), headers, addresses[:MAX_ADDRESSES])
         try:
             excerpt = response.read(EXCERPT_BYTES)
         finally:
@@ -88,15 +81,38 @@ def post(url: str, body: str, headers: dict[str, str], *, address: str | None = 
             error_kind="" if 200 <= response.status < 300 else "http_status",
             retry_after=_retry_after(response.headers.get("Retry-After")),
         )
+    except (LocationParseError, ValueError) as exc:
+        # A URL or header HTTP cannot carry (the API refuses them; older rows may hold one).
+        # Before HTTPError: LocationParseError is one too.
+        return Outcome(None, _ms(started), error_kind="invalid_request", error_detail=_short(exc))
     except MaxRetryError as exc:
         return _failure(exc.reason or exc, started)
     except HTTPError as exc:
         return _failure(exc, started)
     except OSError as exc:
         return Outcome(None, _ms(started), error_kind="connection", error_detail=_short(exc))
-    except (LocationParseError, ValueError) as exc:
-        # A URL or header HTTP cannot carry (the API refuses them; older rows may hold one).
-        return Outcome(None, _ms(started), error_kind="invalid_request", error_detail=_short(exc))
+
+
+def _open(url: str, body: bytes, headers: dict[str, str], addresses: Sequence[str]):
+    timeout = urllib3.Timeout(total=settings.WEBHOOK_TIMEOUT, connect=settings.WEBHOOK_CONNECT_TIMEOUT)
+    options = {"body": body, "timeout": timeout, "redirect": False, "retries": False,
+               "preload_content": False}
+    if not addresses:
+        return pool().request("POST", url, headers=headers, **options)
+    target = parse_url(url)
+    pool_kwargs = {"server_hostname": target.host} if target.scheme == "https" else None
+    for address in addresses[:-1]:
+        try:
+            return _open_at(address, target, pool_kwargs, headers, options)
+        except (NewConnectionError, ConnectTimeoutError):
+            continue  # never connected, so nothing was sent: the next address may answer
+    return _open_at(addresses[-1], target, pool_kwargs, headers, options)
+
+
+def _open_at(address: str, target, pool_kwargs, headers: dict[str, str], options: dict):
+    connections = pool().connection_from_host(address, target.port, target.scheme, pool_kwargs)
+    return connections.urlopen("POST", target.request_uri, assert_same_host=False,
+                               headers={**headers, "Host": target.netloc}, **options)
 
 
 def _failure(exc: Exception, started: float) -> Outcome:

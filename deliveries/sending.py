@@ -74,11 +74,11 @@ def _pool() -> ThreadPoolExecutor:
 def _post(delivery: Delivery, at: datetime) -> http.Outcome:
     """Check the URL (DNS can change) and POST; touches no database."""
     try:
-        address = check_url(delivery.subscription.url)
+        addresses = check_url(delivery.subscription.url)
     except RefusedURL as exc:
         return http.Outcome(None, 0, error_kind="refused_url", error_detail=str(exc)[:300])
     body, headers = request_for(delivery, at)
-    return http.post(delivery.subscription.url, body, headers, address=address)
+    return http.post(delivery.subscription.url, body, headers, addresses=addresses)
 
 
 def request_for(delivery: Delivery, at: datetime) -> tuple[str, dict[str, str]]:

@@ -11,9 +11,9 @@ class RefusedURL(ValueError):
     pass
 
 
-def check_url(url: str) -> str | None:
-    """Raise RefusedURL unless every address the host resolves to is public; return the
-    address to connect to (None when private networks are allowed: any will do).
+def check_url(url: str) -> list[str]:
+    """Raise RefusedURL unless every address the host resolves to is public; return those
+    addresses, to connect to in order (none when private networks are allowed: any will do).
 
     Checked again before each send, since DNS can change after the subscription was made,
     and the send connects to the address checked here rather than resolving the name again
@@ -27,7 +27,7 @@ def check_url(url: str) -> str | None:
     except ValueError as exc:
         raise RefusedURL(f"the URL's port is not a valid port ({exc})") from exc
     if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
-        return None
+        return []
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
@@ -40,4 +40,4 @@ def check_url(url: str) -> str | None:
             )
     if not addresses:
         raise RefusedURL(f"the host {parts.hostname!r} does not resolve")
-    return str(addresses[0])
+    return list(dict.fromkeys(str(a) for a in addresses))

@@ -130,7 +130,7 @@ def test_a_hostname_that_resolves_to_a_public_address_is_allowed(api, dns):
 def test_the_guard_allows_a_public_address(dns):
     dns["hooks.example.com"] = [PUBLIC]
 
-    assert check_url("https://hooks.example.com/hook") == PUBLIC  # the address to connect to
+    assert check_url("https://hooks.example.com/hook") == [PUBLIC]  # the addresses to connect to
 
 
 @pytest.mark.parametrize("url", ["ftp://hooks.example.com/hook", "file:///etc/passwd",
@@ -175,7 +175,7 @@ def test_with_private_networks_allowed_loopback_is_accepted(settings, api):
 def test_with_private_networks_allowed_the_guard_passes_loopback(settings):
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
 
-    assert check_url("http://localhost:8080/hook") is None
+    assert check_url("http://localhost:8080/hook") == []
 
 
 def test_a_url_with_an_impossible_port_is_refused_with_400(api, dns):
@@ -260,8 +260,19 @@ def test_a_vetted_address_is_connected_to_with_the_url_host_in_the_host_header(r
     dns["hooks.example.test"] = []
 
     outcome = http.post(f"http://hooks.example.test:{receiver.port}/hook?x=1", "{}",
-                        {"Content-Type": "application/json"}, address="127.0.0.1")
+                        {"Content-Type": "application/json"}, addresses=["127.0.0.1"])
 
     assert outcome.status_code == 200
     request = receiver.requests[0]
     assert (request.path, request.headers["host"]) == ("/hook?x=1", f"hooks.example.test:{receiver.port}")
+
+
+def test_when_a_vetted_address_refuses_the_next_one_is_tried(receiver, dns):
+    dns["hooks.example.test"] = []
+
+    # The receiver listens on 127.0.0.1 only: 127.0.0.2 refuses the connection.
+    outcome = http.post(f"http://hooks.example.test:{receiver.port}/hook", "{}",
+                        {"Content-Type": "application/json"}, addresses=["127.0.0.2", "127.0.0.1"])
+
+    assert outcome.status_code == 200
+    assert len(receiver.requests) == 1
