@@ -383,6 +383,19 @@ def test_disabled_channel_fails_the_attempt_as_unavailable(relay, channel):
     assert message.events.get(status_code="DELIVERY_RETRIED").error_code == ErrorCode.CHANNEL_UNAVAILABLE
 
 
+def test_a_channel_no_provider_serves_fails_only_its_own_messages(relay, channel, backup_channel):
+    broken = relay.submit(channel, PHONE)
+    fine = relay.submit(backup_channel, PHONE)
+    Channel.objects.filter(id=channel.id).update(type="carrier-pigeon")  # as an old row might hold
+
+    sending.send_attempts([broken.id, fine.id])
+
+    assert fresh(fine).status == Status.SENT
+    broken = fresh(broken)
+    assert broken.status == Status.DELIVERY_RETRIED
+    assert broken.events.get(status_code="DELIVERY_RETRIED").error_code == ErrorCode.CHANNEL_UNAVAILABLE
+
+
 def test_disabled_channel_fails_the_message_after_max_attempts(relay, channel):
     message = relay.submit(channel, PHONE)
     channel_upsert(name=channel.name, enabled=False)

@@ -276,3 +276,11 @@ def test_when_a_vetted_address_refuses_the_next_one_is_tried(receiver, dns):
 
     assert outcome.status_code == 200
     assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize("url", ["http://exa mple.com/hook", "http://[::1/hook"])
+def test_a_url_http_cannot_parse_is_an_invalid_request_not_a_connection_error(url):
+    # Stored before the API checked it: a failed attempt of its own kind, never a crash.
+    outcome = http.post(url, "{}", {"Content-Type": "application/json"})
+
+    assert (outcome.status_code, outcome.error_kind) == (None, "invalid_request")
