@@ -39,6 +39,8 @@ def publish_chunks_on_commit(task, ids: Sequence[str], size: int, countdown: flo
 def claim(message_ids: Sequence[str], now: datetime) -> list[Message]:
     """Claim the sendable messages among these for one attempt each (see comms.leases)."""
     message_ids = list(dict.fromkeys(message_ids))  # a repeated id is still one attempt
+    if not message_ids:
+        return []
     claimed = claim_due(Message, message_ids, SENDABLE, now, mark_column="claimed_until",
                         fill_to=settings.RELAY_SEND_CHUNK)
     if not claimed:

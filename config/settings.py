@@ -159,6 +159,20 @@ CELERY_TASK_SOFT_TIME_LIMIT = 30
 CELERY_TASK_TIME_LIMIT = 40
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# One queue per stage, so no send or receipt ever waits behind a webhook, and a stage's
+# workers scale on their own (the Procfile's worker-* lines); the embedded `worker` consumes
+# them all. Every task is routed by name; an unrouted one would sit in a queue nobody reads.
+RELAY_QUEUES = ("send", "receipts", "webhooks", "sweeps")
+CELERY_TASK_DEFAULT_QUEUE = "send"
+CELERY_TASK_ROUTES = {
+    "comms.send_messages": {"queue": "send"},
+    "comms.start_scheduled": {"queue": "send"},
+    "comms.noop": {"queue": "send"},
+    "comms.process_receipts": {"queue": "receipts"},
+    "deliveries.send_deliveries": {"queue": "webhooks"},
+    "comms.tasks.sweep": {"queue": "sweeps"},
+    "deliveries.sweep": {"queue": "sweeps"},
+}
 CELERY_BEAT_SCHEDULE = {
     "sweep-due-work": {
         "task": "comms.tasks.sweep",
@@ -202,6 +216,16 @@ WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=15.0)
 WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5.0)
 WEBHOOK_ROTATION_OVERLAP_HOURS = env.float("WEBHOOK_ROTATION_OVERLAP_HOURS", default=24.0)
 WEBHOOK_SEND_CHUNK = env.int("WEBHOOK_SEND_CHUNK", default=20)
+# Attempts one subscription may have in flight at once, across every worker: a hanging
+# endpoint holds at most this many connections (and webhook worker threads).
+WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION", default=10)
+# The circuit breaker: after this many attempts in a row that time out or cannot connect,
+# the subscription backs off as a whole and sends one probe per interval until one lands.
+WEBHOOK_BREAKER_THRESHOLD = env.int("WEBHOOK_BREAKER_THRESHOLD", default=5)
+WEBHOOK_BREAKER_PROBE_INTERVAL = env.float("WEBHOOK_BREAKER_PROBE_INTERVAL", default=30.0)
+if WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION < 1 or WEBHOOK_BREAKER_THRESHOLD < 1:
+    raise environ.ImproperlyConfigured(
+        "WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION and WEBHOOK_BREAKER_THRESHOLD must be at least 1")
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 
+from .health import state_of
 from .models import Delivery, DeliveryAttempt, Subscription
 from .services import deliveries_retry
 from .signing import masked
@@ -7,13 +8,19 @@ from .signing import masked
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ["id", "application", "url", "active", "disabled_at", "disabled_reason", "created_at"]
+    list_display = ["id", "application", "url", "state", "failing_since", "next_probe_at", "disabled_reason",
+                    "created_at"]
     list_filter = ["active", "application"]
     search_fields = ["=id", "url"]
     # The secret is never shown in full: only its first characters.
     exclude = ["secret", "previous_secret"]
-    readonly_fields = ["secret_hint", "previous_secret_expires_at", "failing_since", "disabled_at",
+    readonly_fields = ["secret_hint", "previous_secret_expires_at", "state", "failing_since",
+                       "unreachable_streak", "backing_off_since", "next_probe_at", "disabled_at",
                        "disabled_reason", "created_at", "updated_at"]
+
+    @admin.display(description="state")
+    def state(self, obj):
+        return state_of(obj).value
 
     @admin.display(description="secret")
     def secret_hint(self, obj):
@@ -22,7 +29,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
-    fields = ["number", "attempted_at", "status_code", "duration_ms", "error_kind", "error_detail",
+    fields = ["number", "attempted_at", "status_code", "duration_ms", "error_kind", "error_detail", "probe",
               "response_excerpt"]
     readonly_fields = fields
     extra = 0

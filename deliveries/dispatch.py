@@ -1,31 +1,40 @@
-"""Publishing delivery tasks after commit, and claiming deliveries (see comms.leases)."""
+"""Publishing delivery tasks after commit: always one subscription's deliveries per task.
 
-from collections.abc import Sequence
-from datetime import datetime
+A task never carries two subscriptions' deliveries, so a slow endpoint can only ever hold
+up its own; an empty id list asks the task to take that subscription's oldest due work.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 
 from django.conf import settings
-
-from comms.dispatch import publish_chunks_on_commit
-from comms.leases import claim_due
-
-from .models import Delivery
+from django.db import transaction
 
 
-def publish_on_commit(delivery_ids: Sequence[str], *, countdown: float | None = None) -> None:
+def publish_on_commit(subscription_id: str, delivery_ids: Sequence[str] = (), *,
+                      countdown: float | None = None) -> None:
+    """Tasks of WEBHOOK_SEND_CHUNK ids (or one with none), once the transaction commits.
+
+    A failure to publish is logged, not raised: the rows are the outbox, and the sweeper
+    publishes again for what nobody claimed.
+    """
     from .tasks import send_deliveries
 
-    publish_chunks_on_commit(send_deliveries, delivery_ids, settings.WEBHOOK_SEND_CHUNK, countdown)
+    ids = list(delivery_ids)
+    size = settings.WEBHOOK_SEND_CHUNK
+    chunks = [ids[start:start + size] for start in range(0, len(ids), size)] or [[]]
+
+    def publish() -> None:
+        for chunk in chunks:
+            send_deliveries.apply_async((chunk, subscription_id), countdown=countdown)
+
+    transaction.on_commit(publish, robust=True)
 
 
-def claim(delivery_ids: Sequence[str], now: datetime) -> list[Delivery]:
-    claimed = claim_due(Delivery, list(delivery_ids), {Delivery.Status.PENDING}, now,
-                        fill_to=settings.WEBHOOK_SEND_CHUNK)
-    if not claimed:
-        return []
-    return list(
-        Delivery.objects.filter(id__in=claimed)
-        .select_related("subscription", "event__message__channel")
-        # What a payload needs; a message's content can be large.
-        .defer("event__message__content", "event__message__sender", "event__message__receiver")
-        .order_by("event__message_id", "event__sequence")
-    )
+def publish_by_subscription_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
+    """`deliveries` are (subscription id, delivery id) pairs."""
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for subscription_id, delivery_id in deliveries:
+        grouped[subscription_id].append(delivery_id)
+    for subscription_id, ids in grouped.items():
+        publish_on_commit(subscription_id, ids)

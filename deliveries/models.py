@@ -22,6 +22,12 @@ class Subscription(models.Model):
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     # The start of the current unbroken run of failed attempts; cleared by any success.
     failing_since = models.DateTimeField(null=True, blank=True)
+    # The circuit breaker: attempts in a row that timed out or could not connect. At
+    # WEBHOOK_BREAKER_THRESHOLD the endpoint is backed off as a whole: its deliveries wait,
+    # and one probe goes out per WEBHOOK_BREAKER_PROBE_INTERVAL until one is answered.
+    unreachable_streak = models.PositiveIntegerField(default=0)
+    backing_off_since = models.DateTimeField(null=True, blank=True)
+    next_probe_at = models.DateTimeField(null=True, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=300, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -54,6 +60,9 @@ class Delivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # As for messages: when the sweeper should look at the row (due retry or claim lease).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # While an attempt is in flight: counts against the subscription's in-flight bound until
+    # the attempt is recorded or, if its worker died, until this time.
+    leased_until = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True, default="")
     created_at = models.DateTimeField()
@@ -71,6 +80,18 @@ class Delivery(models.Model):
                 name="delivery_due_work",
             ),
             models.Index(fields=["subscription", "status", "-created_at"], name="delivery_sub_status"),
+            # A subscription's own due work, oldest first: what its claims top up from.
+            models.Index(
+                fields=["subscription", "next_attempt_at"],
+                condition=Q(next_attempt_at__isnull=False),
+                name="delivery_sub_due_work",
+            ),
+            # Its attempts in flight, counted against WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION.
+            models.Index(
+                fields=["subscription", "leased_until"],
+                condition=Q(leased_until__isnull=False),
+                name="delivery_sub_in_flight",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -94,6 +115,8 @@ class DeliveryAttempt(models.Model):
     response_excerpt = models.TextField(blank=True, default="")
     error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True, default="")
     error_detail = models.CharField(max_length=300, blank=True, default="")
+    # Sent while the subscription was backing off, to find out whether its endpoint is back.
+    probe = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["delivery", "number"]

@@ -1,23 +1,33 @@
-"""Delivering webhooks: sign, POST, log the attempt, and decide what comes next."""
+"""Delivering webhooks: sign, POST, log the attempt, and decide what comes next.
+
+A task works for one subscription at a time (see dispatch), so its slowest request is
+that subscription's own. It claims within the subscription's in-flight bound (see claims),
+posts concurrently, and records attempts, deliveries and the subscription's health in
+one transaction. Then it publishes at most one follow-up for the subscription: at once
+when more work is due, or a countdown to the next due retry (to the whole second, so the
+retries of a batch ride together) or probe.
+"""
 
 import json
 import logging
+import math
 import os
 import random
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from comms.leases import grace
 from comms.payloads import event_payload
 
-from . import http
-from .dispatch import claim, publish_on_commit
+from . import health, http
+from .claims import Claim, claim
+from .dispatch import publish_on_commit
 from .models import Delivery, DeliveryAttempt, Subscription
 from .signing import signature_header
 from .urlguard import RefusedURL, check_url
@@ -29,35 +39,40 @@ RETRYABLE_4XX = {408, 409, 425, 429}
 RETRY_AFTER_STATUSES = {429, 503}
 RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
                     "webhook-signature", "content-length", "host", "transfer-encoding"}
+# Requests in flight per process at most. Threads start only as needed; the bound per
+# subscription times the worker's threads stays below this, so no task's request ever
+# queues behind another task's.
+MAX_CONCURRENT_POSTS = 256
 
 
-def send_deliveries(delivery_ids: list[str], *, now: datetime | None = None) -> int:
+def send_deliveries(delivery_ids: list[str], *, subscription_id: str | None = None,
+                    now: datetime | None = None) -> int:
     """One attempt for each claimable delivery among these; returns how many were tried.
+    Without a subscription id (tasks of an earlier release) the ids are grouped first."""
+    if subscription_id is not None:
+        return send_for_subscription(subscription_id, delivery_ids, now=now)
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for delivery_id, owner in Delivery.objects.filter(id__in=delivery_ids).values_list("id", "subscription_id"):
+        grouped[owner].append(delivery_id)
+    return sum(send_for_subscription(owner, ids, now=now) for owner, ids in grouped.items())
 
-    The requests of a chunk go out concurrently (WEBHOOK_SEND_CHUNK at most, so the whole
-    chunk fits in one WEBHOOK_TIMEOUT, inside the task's time limit); their rows are
-    written together afterwards.
-    """
+
+def send_for_subscription(subscription_id: str, delivery_ids: list[str], *,
+                          now: datetime | None = None) -> int:
     now = now or timezone.now()
-    deliveries = claim(delivery_ids, now)
-    # One subscription object per subscription, so a 410 disables it for the rest of the batch.
-    subscriptions: dict[str, Subscription] = {}
-    for delivery in deliveries:
-        delivery.subscription = subscriptions.setdefault(delivery.subscription_id, delivery.subscription)
-    batch = _Batch()
-    inactive = [d for d in deliveries if not d.subscription.active]
-    for delivery in inactive:
-        delivery.status, delivery.next_attempt_at, delivery.updated_at = Delivery.Status.FAILED, None, now
-        delivery.last_error = "subscription disabled"
-        batch.deliveries.append(delivery)
-    active = [d for d in deliveries if d.subscription.active]
-    started = [timezone.now()] * len(active)
-    outcomes = list(_pool().map(_post, active, started)) if len(active) > 1 else \
-        [_post(d, s) for d, s in zip(active, started, strict=True)]
-    for delivery, outcome, at in zip(active, outcomes, started, strict=True):
-        _record(delivery, outcome, at, batch)
-    batch.save()
-    return len(active)
+    claimed = claim(subscription_id, delivery_ids, now)
+    if not claimed.deliveries:
+        return 0
+    if not claimed.subscription.active:
+        _close_inactive(claimed, now)
+        return 0
+    started = timezone.now()
+    if len(claimed.deliveries) == 1:
+        outcomes = [_post(claimed.deliveries[0], started)]
+    else:
+        outcomes = list(_pool().map(_post, claimed.deliveries, [started] * len(claimed.deliveries)))
+    _record(claimed, outcomes, started)
+    return len(outcomes)
 
 
 _executor: tuple[int, ThreadPoolExecutor] | None = None
@@ -67,7 +82,7 @@ def _pool() -> ThreadPoolExecutor:
     """Threads for outbound requests, one pool per process (never inherited across a fork)."""
     global _executor
     if _executor is None or _executor[0] != os.getpid():
-        _executor = (os.getpid(), ThreadPoolExecutor(settings.WEBHOOK_SEND_CHUNK, "webhook"))
+        _executor = (os.getpid(), ThreadPoolExecutor(MAX_CONCURRENT_POSTS, "webhook"))
     return _executor[1]
 
 
@@ -103,69 +118,85 @@ def request_for(delivery: Delivery, at: datetime) -> tuple[str, dict[str, str]]:
     return body, headers
 
 
-@dataclass
-class _Batch:
-    """What one task writes: attempt rows in one INSERT, deliveries in one UPDATE."""
-
-    attempts: list[DeliveryAttempt] = field(default_factory=list)
-    deliveries: list[Delivery] = field(default_factory=list)
-    countdowns: dict[float, list[str]] = field(default_factory=dict)
-
-    def save(self) -> None:
-        # Deliveries that ended alike (most often: all succeeded) share one plain UPDATE.
-        groups: dict[tuple, list[Delivery]] = defaultdict(list)
-        for d in self.deliveries:
-            groups[(d.status, d.attempts, d.next_attempt_at, d.last_status_code, d.last_error)].append(d)
-        with transaction.atomic():
-            DeliveryAttempt.objects.bulk_create(self.attempts)
-            for (status, attempts, next_at, code, error), group in groups.items():
-                Delivery.objects.filter(id__in=[d.id for d in group]).update(
-                    status=status, attempts=attempts, next_attempt_at=next_at,
-                    last_status_code=code, last_error=error, updated_at=group[0].updated_at)
-            for delay, ids in self.countdowns.items():
-                publish_on_commit(ids, countdown=delay)
+def _record(claimed: Claim, outcomes: list[http.Outcome], now: datetime) -> None:
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().filter(id=claimed.subscription.id).first()
+        if subscription is None:
+            return  # deleted meanwhile, and its deliveries with it
+        health.record_outcomes(subscription, outcomes, now)
+        attempts = []
+        for delivery, outcome in zip(claimed.deliveries, outcomes, strict=True):
+            delivery.attempts += 1
+            attempts.append(_attempt_row(delivery, outcome, now, probe=claimed.probe))
+            _decide(delivery, outcome, now, subscription_active=subscription.active)
+        DeliveryAttempt.objects.bulk_create(attempts)
+        _save(claimed.deliveries, now)
+        _follow_up(subscription, now)
 
 
-def _record(delivery: Delivery, outcome: http.Outcome, now: datetime, batch: _Batch) -> None:
-    subscription = delivery.subscription
-    delivery.updated_at = now
-    delivery.attempts += 1
-    batch.attempts.append(DeliveryAttempt(
-        delivery=delivery, number=delivery.attempts, attempted_at=now,
-        status_code=outcome.status_code, duration_ms=outcome.duration_ms,
-        response_excerpt=outcome.excerpt, error_kind=outcome.error_kind,
-        error_detail=outcome.error_detail,
-    ))
+def _attempt_row(delivery: Delivery, outcome: http.Outcome, now: datetime, *, probe: bool) -> DeliveryAttempt:
     delivery.last_status_code = outcome.status_code
     delivery.last_error = outcome.error_detail or (
         f"HTTP {outcome.status_code}" if outcome.error_kind == "http_status" else "")
-    batch.deliveries.append(delivery)
-    if outcome.ok:
-        delivery.status, delivery.next_attempt_at = Delivery.Status.SUCCEEDED, None
-        if subscription.failing_since:
-            subscription.failing_since = None
-            Subscription.objects.filter(id=subscription.id).update(failing_since=None)
-        return
-    _failed(delivery, outcome, now, batch)
+    return DeliveryAttempt(
+        delivery=delivery, number=delivery.attempts, attempted_at=now,
+        status_code=outcome.status_code, duration_ms=outcome.duration_ms,
+        response_excerpt=outcome.excerpt, error_kind=outcome.error_kind,
+        error_detail=outcome.error_detail, probe=probe,
+    )
 
 
-def _failed(delivery: Delivery, outcome: http.Outcome, now: datetime, batch: _Batch) -> None:
-    subscription = delivery.subscription
-    if outcome.status_code == 410:
-        subscription_disable(subscription, reason="The endpoint answered 410 Gone", now=now)
-    elif _failing_too_long(subscription, now):
-        days = settings.WEBHOOK_DISABLE_AFTER_DAYS
-        subscription_disable(subscription, reason=f"Every delivery failed for {days} days", now=now)
-    delay = retry_delay(delivery.attempts, outcome)
-    if delay is None or not subscription.active:
-        delivery.status, delivery.next_attempt_at = Delivery.Status.FAILED, None
+def _decide(delivery: Delivery, outcome: http.Outcome, now: datetime, *, subscription_active: bool) -> None:
+    """The delivery's next state after this attempt."""
+    delay = None if outcome.ok or not subscription_active else retry_delay(delivery.attempts, outcome)
+    if delay is None:
+        delivery.status = Delivery.Status.SUCCEEDED if outcome.ok else Delivery.Status.FAILED
+        delivery.next_attempt_at = None
         return
     due = now + timedelta(seconds=delay)
-    if delay <= settings.RELAY_MAX_COUNTDOWN:
-        delivery.next_attempt_at = due + grace()
-        batch.countdowns.setdefault(round(delay, 3), []).append(delivery.id)
-    else:
-        delivery.next_attempt_at = due
+    # Claims take rows up to a grace ahead of their next_attempt_at, so a short retry adds
+    # the grace to stay unclaimable before it is due; a long one is the sweeper's.
+    delivery.next_attempt_at = due + grace() if delay <= settings.RELAY_MAX_COUNTDOWN else due
+
+
+def _close_inactive(claimed: Claim, now: datetime) -> None:
+    """A disabled subscription's deliveries are not sent: they end as failed."""
+    for delivery in claimed.deliveries:
+        delivery.status, delivery.next_attempt_at = Delivery.Status.FAILED, None
+        delivery.last_error = "subscription disabled"
+    with transaction.atomic():
+        _save(claimed.deliveries, now)
+        _follow_up(claimed.subscription, now)
+
+
+def _save(deliveries: list[Delivery], now: datetime) -> None:
+    """Deliveries that ended alike (most often: all succeeded) share one UPDATE, which also
+    ends their lease; only rows still pending change."""
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for d in deliveries:
+        groups[(d.status, d.attempts, d.next_attempt_at, d.last_status_code, d.last_error)].append(d.id)
+    for (status, attempts, next_at, code, error), ids in groups.items():
+        Delivery.objects.filter(id__in=ids, status=Delivery.Status.PENDING).update(
+            status=status, attempts=attempts, next_attempt_at=next_at, leased_until=None,
+            last_status_code=code, last_error=error, updated_at=now)
+
+
+def _follow_up(subscription: Subscription, now: datetime) -> None:
+    """At most one task for whatever the subscription has next: its due work now, or a
+    countdown to its next retry or probe. Later than RELAY_MAX_COUNTDOWN is the sweeper's."""
+    waiting = Delivery.objects.filter(
+        Q(leased_until__isnull=True) | Q(leased_until__lte=now),
+        subscription_id=subscription.id, status=Delivery.Status.PENDING, next_attempt_at__isnull=False,
+    ).aggregate(first=Min("next_attempt_at"))["first"]
+    if waiting is None:
+        return
+    due = waiting - grace()
+    if subscription.active and subscription.next_probe_at:
+        due = max(due, subscription.next_probe_at)
+    delay = (due - now).total_seconds()
+    if delay > settings.RELAY_MAX_COUNTDOWN:
+        return
+    publish_on_commit(subscription.id, countdown=math.ceil(delay) if delay > 0 else None)
 
 
 def retry_delay(attempts_made: int, outcome: http.Outcome) -> float | None:
@@ -180,21 +211,3 @@ def retry_delay(attempts_made: int, outcome: http.Outcome) -> float | None:
     if status in RETRY_AFTER_STATUSES and outcome.retry_after is not None:
         return min(max(outcome.retry_after, 1.0), settings.WEBHOOK_RETRY_AFTER_MAX)
     return schedule[attempts_made - 1] * random.uniform(0.8, 1.2)
-
-
-def _failing_too_long(subscription: Subscription, now: datetime) -> bool:
-    if subscription.failing_since is None:
-        subscription.failing_since = now
-        Subscription.objects.filter(id=subscription.id, failing_since__isnull=True).update(
-            failing_since=now)
-        return False
-    return now - subscription.failing_since >= timedelta(days=settings.WEBHOOK_DISABLE_AFTER_DAYS)
-
-
-def subscription_disable(subscription: Subscription, *, reason: str, now: datetime) -> None:
-    log.warning("disabling subscription %s: %s", subscription.id, reason)
-    Subscription.objects.filter(id=subscription.id).update(
-        active=False, disabled_at=now, disabled_reason=reason, updated_at=now)
-    subscription.active, subscription.disabled_at, subscription.disabled_reason = False, now, reason
-
-

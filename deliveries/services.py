@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from comms.models import Application
 
-from .dispatch import publish_on_commit
+from .dispatch import publish_by_subscription_on_commit, publish_on_commit
 from .models import Delivery, Subscription
 from .signing import new_secret
 from .urlguard import check_url
@@ -26,14 +26,20 @@ def subscription_create(*, application: Application, url: str, **fields) -> Subs
 def subscription_update(*, subscription: Subscription, **fields) -> Subscription:
     if "url" in fields:
         check_url(fields["url"])
+    fresh_start = (fields.get("active") is True and not subscription.active) or \
+        fields.get("url", subscription.url) != subscription.url
     for name, value in fields.items():
         if name in SUBSCRIPTION_FIELDS:
             setattr(subscription, name, value)
-    if fields.get("active") is True:
-        # Re-enabling starts afresh: no stale reason, no inherited run of failures.
-        subscription.disabled_at, subscription.disabled_reason = None, ""
-        subscription.failing_since = None
-    subscription.save()
+    with transaction.atomic():
+        if fresh_start:
+            # Re-enabled or pointed elsewhere: no stale reason, no inherited run of failures
+            # or back-off, and what waited goes out now.
+            subscription.disabled_at, subscription.disabled_reason = None, ""
+            subscription.failing_since = subscription.backing_off_since = subscription.next_probe_at = None
+            subscription.unreachable_streak = 0
+            publish_on_commit(subscription.id)
+        subscription.save()
     return subscription
 
 
@@ -51,9 +57,10 @@ def deliveries_retry(delivery_ids: list[str], *, now: datetime | None = None) ->
     """One more attempt now for each of these deliveries, whatever their state."""
     now = now or timezone.now()
     with transaction.atomic():
-        count = Delivery.objects.filter(id__in=delivery_ids).update(
-            status=Delivery.Status.PENDING, next_attempt_at=now, updated_at=now)
-        publish_on_commit(delivery_ids)
+        chosen = Delivery.objects.filter(id__in=delivery_ids)
+        owners = list(chosen.values_list("subscription_id", "id"))
+        count = chosen.update(status=Delivery.Status.PENDING, next_attempt_at=now, updated_at=now)
+        publish_by_subscription_on_commit(owners)
     return count
 
 

@@ -1,33 +1,41 @@
-"""Republish deliveries whose task was lost or whose claim expired, and long retries."""
+"""The safety net for webhooks: subscriptions whose due work nobody claimed get a task.
+
+A delivery whose task was lost, whose claim lapsed (a killed worker) or whose long retry
+has come is overdue once its next_attempt_at has passed. The sweeper publishes one task per
+subscription with overdue work (at most `limit` subscriptions a sweep), never one per row:
+that task takes the subscription's oldest due work within its in-flight bound, and its
+follow-ups drain the rest. Backing-off subscriptions get nothing until their next probe.
+"""
 
 import logging
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from comms.leases import grace
-
 from .dispatch import publish_on_commit
-from .models import Delivery
+from .models import Delivery, Subscription
 
 log = logging.getLogger(__name__)
 
 
-def sweep_due_deliveries(*, now: datetime | None = None, limit: int = 5000) -> int:
+def sweep_due_deliveries(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Returns how many subscriptions were given a task."""
     now = now or timezone.now()
+    overdue = Delivery.objects.filter(next_attempt_at__lte=now)
+    # Rows that are no longer pending have no work due: clear them off the due index.
+    overdue.exclude(status=Delivery.Status.PENDING).update(next_attempt_at=None)
+    owners = (overdue.filter(status=Delivery.Status.PENDING)
+              .values_list("subscription_id", flat=True).distinct().order_by())
+    ready = list(
+        Subscription.objects.filter(id__in=owners)
+        .filter(Q(next_probe_at__isnull=True) | Q(next_probe_at__lte=now) | Q(active=False))
+        .values_list("id", flat=True)[:limit]
+    )
     with transaction.atomic():
-        due = list(
-            Delivery.objects.select_for_update(skip_locked=True)
-            .filter(next_attempt_at__lte=now)
-            .order_by("next_attempt_at")
-            .values_list("id", "status")[:limit]
-        )
-        pending = [i for i, status in due if status == Delivery.Status.PENDING]
-        Delivery.objects.filter(id__in=pending).update(next_attempt_at=now + grace())
-        Delivery.objects.filter(id__in=[i for i, s in due if s != Delivery.Status.PENDING]).update(
-            next_attempt_at=None)
-        publish_on_commit(pending)
-    if pending:
-        log.info("sweep: republished %d deliveries", len(pending))
-    return len(pending)
+        for subscription_id in ready:
+            publish_on_commit(subscription_id)
+    if ready:
+        log.info("sweep: %d subscriptions with overdue deliveries", len(ready))
+    return len(ready)

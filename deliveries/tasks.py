@@ -4,8 +4,9 @@ from . import sending, sweeper
 
 
 @shared_task(name="deliveries.send_deliveries")
-def send_deliveries(delivery_ids: list[str]) -> None:
-    sending.send_deliveries(delivery_ids)
+def send_deliveries(delivery_ids: list[str], subscription_id: str | None = None) -> None:
+    # Tasks published before deliveries were grouped by subscription carry no subscription id.
+    sending.send_deliveries(delivery_ids, subscription_id=subscription_id)
 
 
 @shared_task(name="deliveries.sweep")

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.conf import settings
 
 from comms.accounts import application_create, channel_upsert
 from comms.models import Message
@@ -24,10 +25,11 @@ def worker():
     # Tasks left in the broker by an earlier, interrupted run would reference rows of
     # another database: start from an empty queue.
     with celery_app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("celery")
+        for queue in settings.RELAY_QUEUES:
+            conn.default_channel.queue_purge(queue)
     with start_worker(
         celery_app, pool="threads", concurrency=4, perform_ping_check=False,
-        loglevel="WARNING", shutdown_timeout=10,
+        loglevel="WARNING", shutdown_timeout=10, queues=list(settings.RELAY_QUEUES),
     ) as running:
         yield running
 

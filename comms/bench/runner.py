@@ -27,6 +27,9 @@ from ..tasks import noop
 from .processes import Processes, free_port, peak_rss_mb, wait_http
 from .receiver import Receiver
 
+# The production layout: a worker per stage, from the Procfile (sweeps need no worker here:
+# the benchmark runs no beat).
+STAGE_WORKERS = ("worker-send", "worker-receipts", "worker-webhooks")
 CHANNEL = "bench-sim"
 EXPECTED = {"QUEUED", "SENT", "DELIVERED"}
 LATENCY_TICK = 0.1  # seconds between the latency phase's batches
@@ -68,10 +71,12 @@ class Bench:
         self.base = f"http://127.0.0.1:{port}"
         try:
             with celery_app.connection_for_write() as conn:
-                conn.default_channel.queue_purge("celery")
+                for queue in settings.RELAY_QUEUES:
+                    conn.default_channel.queue_purge(queue)
             self.procs.start("web", port=port)
             wait_http(self.base + "/healthz")
-            self.procs.start("worker")
+            for worker in STAGE_WORKERS:
+                self.procs.start(worker)
             self.bench_api = self._session(bench_key)
             self.ingest_api = self._session(ingest_key)
             self._subscribe()
@@ -87,7 +92,8 @@ class Bench:
             self.results["latency_ms"] = self.phase_latency(lifecycle / 2)
             self.results["ratio_lifecycle_to_noop"] = round(
                 lifecycle / self.results["celery_noop_tasks_per_s"], 3)
-            self.results["worker_rss_mb"] = round(peak_rss_mb(self.procs.tree_pids("worker")), 1)
+            self.results["worker_rss_mb"] = round(
+                peak_rss_mb([pid for worker in STAGE_WORKERS for pid in self.procs.tree_pids(worker)]), 1)
         finally:
             self.procs.stop_all()
             self.receiver.stop()

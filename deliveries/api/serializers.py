@@ -3,6 +3,7 @@ from rest_framework import serializers
 from comms.headers import header_problem
 from comms.status import EventCode
 
+from ..health import State, state_of
 from ..models import Delivery, DeliveryAttempt, Subscription
 from ..urlguard import RefusedURL, check_url
 
@@ -13,14 +14,25 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     headers = serializers.DictField(child=serializers.CharField(max_length=1000), required=False)
     disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True)
     disabledReason = serializers.CharField(source="disabled_reason", read_only=True)
+    state = serializers.SerializerMethodField(
+        help_text="healthy; failing (its latest attempts failed, since failingSince); backing-off "
+                  "(its endpoint stopped answering, since backingOffSince: deliveries wait and one "
+                  "probe goes out at nextProbeAt); inactive")
+    failingSince = serializers.DateTimeField(source="failing_since", read_only=True)
+    backingOffSince = serializers.DateTimeField(source="backing_off_since", read_only=True)
+    nextProbeAt = serializers.DateTimeField(source="next_probe_at", read_only=True)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
 
     class Meta:
         model = Subscription
         fields = ["id", "url", "events", "channels", "description", "headers", "active",
-                  "disabledAt", "disabledReason", "createdAt", "updatedAt"]
+                  "disabledAt", "disabledReason", "state", "failingSince", "backingOffSince",
+                  "nextProbeAt", "createdAt", "updatedAt"]
         read_only_fields = ["id"]
+
+    def get_state(self, subscription) -> State:
+        return state_of(subscription).value
 
     def validate_url(self, value):
         try:
@@ -52,11 +64,12 @@ class AttemptSerializer(serializers.ModelSerializer):
     responseExcerpt = serializers.CharField(source="response_excerpt")
     errorKind = serializers.CharField(source="error_kind")
     errorDetail = serializers.CharField(source="error_detail")
+    probe = serializers.BooleanField(help_text="sent while the subscription was backing off")
 
     class Meta:
         model = DeliveryAttempt
         fields = ["number", "attemptedAt", "statusCode", "durationMs", "responseExcerpt",
-                  "errorKind", "errorDetail"]
+                  "errorKind", "errorDetail", "probe"]
 
 
 class DeliverySerializer(serializers.ModelSerializer):

@@ -22,11 +22,13 @@ import requests
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
+from django.conf import settings  # noqa: E402
+
 from comms.accounts import application_create, channel_upsert  # noqa: E402
 from comms.models import Message, MessageEvent  # noqa: E402
 
 BASE = os.environ.get("RELAY_URL", "http://127.0.0.1:8000") + "/api/v1"
-WORKER_CMD = ["celery", "-A", "config", "worker", "--loglevel", "WARNING"]
+WORKER_CMD = ["celery", "-A", "config", "worker", "-Q", ",".join(settings.RELAY_QUEUES), "--loglevel", "WARNING"]
 results: list[tuple[str, bool, str]] = []
 
 
@@ -183,7 +185,7 @@ def flush_test(api, n=200):
     ids = [m["id"] for m in api.post(f"{BASE}/messages/batch", json=body).json()["messages"]]
     time.sleep(0.5)
     broker = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
-    queued = broker.llen("celery")
+    queued = sum(broker.llen(queue) for queue in settings.RELAY_QUEUES)
     broker.flushdb()
     t0 = time.monotonic()
     worker = Worker()

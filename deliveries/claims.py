@@ -1,0 +1,76 @@
+"""Claiming one subscription's deliveries for an attempt, within its share of the fleet.
+
+A claim holds the subscription's row lock while it counts what is in flight, so every
+worker sees the same bound: at most WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION attempts at once,
+however many tasks and workers ask. While the subscription backs off (circuit breaker open)
+nothing is claimed but, once per probe interval, a single probe.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from comms.leases import claim_due
+
+from .models import Delivery, Subscription
+
+
+@dataclass
+class Claim:
+    subscription: Subscription | None
+    deliveries: list[Delivery] = field(default_factory=list)
+    # The one attempt let through while backing off, to see whether the endpoint is back.
+    probe: bool = False
+
+
+def claim(subscription_id: str, delivery_ids: Sequence[str], now: datetime) -> Claim:
+    """Claim among `delivery_ids` (topped up with the subscription's oldest due work) as
+    many as the subscription may have in flight now."""
+    delivery_ids = list(dict.fromkeys(delivery_ids))
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().filter(id=subscription_id).first()
+        if subscription is None:  # deleted, and its deliveries with it
+            return Claim(None)
+        room, probe = _room(subscription, now)
+        claimed = claim_due(
+            Delivery, delivery_ids, {Delivery.Status.PENDING}, now, mark_column="leased_until",
+            fill_to=room, limit=room, scope=("subscription_id", subscription_id),
+        )
+        if probe and claimed:
+            subscription.next_probe_at = now + timedelta(seconds=settings.WEBHOOK_BREAKER_PROBE_INTERVAL)
+            Subscription.objects.filter(id=subscription_id).update(next_probe_at=subscription.next_probe_at)
+    if not claimed:
+        return Claim(subscription)
+    deliveries = list(
+        Delivery.objects.filter(id__in=claimed)
+        .select_related("event__message__channel")
+        # What a payload needs; a message's content can be large.
+        .defer("event__message__content", "event__message__sender", "event__message__receiver")
+        .order_by("event__message_id", "event__sequence")
+    )
+    for delivery in deliveries:
+        delivery.subscription = subscription
+    return Claim(subscription, deliveries, probe=probe and bool(deliveries))
+
+
+def _room(subscription: Subscription, now: datetime) -> tuple[int, bool]:
+    """How many attempts this claim may start, and whether the one it starts is a probe."""
+    chunk = settings.WEBHOOK_SEND_CHUNK
+    if not subscription.active:
+        return chunk, False  # nothing is sent: its deliveries are only closed as failed
+    busy = in_flight(subscription.id, now)
+    if subscription.next_probe_at is None:
+        return max(min(chunk, settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION - busy), 0), False
+    # Backing off: one probe at a time, once its time has come.
+    if subscription.next_probe_at > now or busy:
+        return 0, False
+    return 1, True
+
+
+def in_flight(subscription_id: str, now: datetime) -> int:
+    """Attempts claimed and not yet recorded; a dead worker's count lapses with its lease."""
+    return Delivery.objects.filter(subscription_id=subscription_id, status=Delivery.Status.PENDING,
+                                   leased_until__gt=now).count()
