@@ -1,9 +1,11 @@
 """Claiming one subscription's deliveries for an attempt, within its share of the fleet.
 
-A claim holds the subscription's row lock while it counts what is in flight, so every
-worker sees the same bound: at most WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION attempts at once,
-however many tasks and workers ask. While the subscription backs off (circuit breaker open)
-nothing is claimed but, once per probe interval, a single probe.
+A claim holds the subscription's row lock while it looks at what is in flight, so every
+worker sees the same picture: one claim of a subscription in flight at a time, fleet-wide,
+with at most WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION attempts. So a hanging endpoint holds one
+worker thread and that many connections, however many tasks ask; the task in flight
+publishes a follow-up for the rest when it is done. While the subscription backs off
+(circuit breaker open) nothing is claimed but, once per probe interval, a single probe.
 """
 
 from collections.abc import Sequence
@@ -30,6 +32,11 @@ def claim(subscription_id: str, delivery_ids: Sequence[str], now: datetime) -> C
     """Claim among `delivery_ids` (topped up with the subscription's oldest due work) as
     many as the subscription may have in flight now."""
     delivery_ids = list(dict.fromkeys(delivery_ids))
+    # Most tasks of a busy subscription find a claim in flight: they learn it without
+    # queueing for the row lock behind one another (the lock is taken, and this looked at
+    # again, only when there is a chance to claim).
+    if in_flight(subscription_id, now):
+        return Claim(None)
     with transaction.atomic():
         subscription = Subscription.objects.select_for_update().filter(id=subscription_id).first()
         if subscription is None:  # deleted, and its deliveries with it
@@ -61,13 +68,12 @@ def _room(subscription: Subscription, now: datetime) -> tuple[int, bool]:
     chunk = settings.WEBHOOK_SEND_CHUNK
     if not subscription.active:
         return chunk, False  # nothing is sent: its deliveries are only closed as failed
-    busy = in_flight(subscription.id, now)
-    if subscription.next_probe_at is None:
-        return max(min(chunk, settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION - busy), 0), False
-    # Backing off: one probe at a time, once its time has come.
-    if subscription.next_probe_at > now or busy:
+    if in_flight(subscription.id, now):
         return 0, False
-    return 1, True
+    if subscription.next_probe_at is None:
+        return min(chunk, settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION), False
+    # Backing off: a single probe, once its time has come.
+    return (1, True) if subscription.next_probe_at <= now else (0, False)
 
 
 def in_flight(subscription_id: str, now: datetime) -> int:

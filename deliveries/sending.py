@@ -131,7 +131,7 @@ def _record(claimed: Claim, outcomes: list[http.Outcome], now: datetime) -> None
             _decide(delivery, outcome, now, subscription_active=subscription.active)
         DeliveryAttempt.objects.bulk_create(attempts)
         _save(claimed.deliveries, now)
-        _follow_up(subscription, now)
+        _follow_up_on_commit(subscription.id)
 
 
 def _attempt_row(delivery: Delivery, outcome: http.Outcome, now: datetime, *, probe: bool) -> DeliveryAttempt:
@@ -166,7 +166,7 @@ def _close_inactive(claimed: Claim, now: datetime) -> None:
         delivery.last_error = "subscription disabled"
     with transaction.atomic():
         _save(claimed.deliveries, now)
-        _follow_up(claimed.subscription, now)
+        _follow_up_on_commit(claimed.subscription.id)
 
 
 def _save(deliveries: list[Delivery], now: datetime) -> None:
@@ -181,22 +181,31 @@ def _save(deliveries: list[Delivery], now: datetime) -> None:
             last_status_code=code, last_error=error, updated_at=now)
 
 
-def _follow_up(subscription: Subscription, now: datetime) -> None:
-    """At most one task for whatever the subscription has next: its due work now, or a
-    countdown to its next retry or probe. Later than RELAY_MAX_COUNTDOWN is the sweeper's."""
+def _follow_up_on_commit(subscription_id: str) -> None:
+    """Once this claim's lease is released: at most one task for whatever the subscription
+    has next, its due work now or a countdown to its next retry or probe (later than
+    RELAY_MAX_COUNTDOWN is the sweeper's).
+
+    After commit, not before: a task that found this claim in flight left its deliveries to
+    us, and only a look taken after our commit is sure to see them."""
+    transaction.on_commit(lambda: _follow_up(subscription_id), robust=True)
+
+
+def _follow_up(subscription_id: str) -> None:
+    now = timezone.now()
+    subscription = Subscription.objects.filter(id=subscription_id).only("active", "next_probe_at").first()
     waiting = Delivery.objects.filter(
         Q(leased_until__isnull=True) | Q(leased_until__lte=now),
-        subscription_id=subscription.id, status=Delivery.Status.PENDING, next_attempt_at__isnull=False,
+        subscription_id=subscription_id, status=Delivery.Status.PENDING, next_attempt_at__isnull=False,
     ).aggregate(first=Min("next_attempt_at"))["first"]
-    if waiting is None:
+    if subscription is None or waiting is None:
         return
     due = waiting - grace()
     if subscription.active and subscription.next_probe_at:
         due = max(due, subscription.next_probe_at)
     delay = (due - now).total_seconds()
-    if delay > settings.RELAY_MAX_COUNTDOWN:
-        return
-    publish_on_commit(subscription.id, countdown=math.ceil(delay) if delay > 0 else None)
+    if delay <= settings.RELAY_MAX_COUNTDOWN:
+        publish_on_commit(subscription_id, countdown=math.ceil(delay) if delay > 0 else None)
 
 
 def retry_delay(attempts_made: int, outcome: http.Outcome) -> float | None:

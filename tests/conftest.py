@@ -2,11 +2,14 @@
 recorder for published tasks, so unit tests run tasks by calling them, never eagerly."""
 
 import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from comms import tasks
 from comms.accounts import application_create, channel_upsert
+from config.celery import app as celery_app
 from deliveries import tasks as delivery_tasks
 from tests.receiver import Receiver
 from tests.timing import Clock
@@ -115,3 +118,19 @@ def receiver():
 @pytest.fixture
 def local_receivers_allowed(settings):
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+
+
+@pytest.fixture
+def worker():
+    """A real Celery worker in this process (threads, every stage queue) on the configured
+    broker; tests using it need django_db(transaction=True)."""
+    # Tasks left in the broker by an earlier, interrupted run would reference rows of
+    # another database: start from an empty queue.
+    with celery_app.connection_for_write() as conn:
+        for queue in settings.RELAY_QUEUES:
+            conn.default_channel.queue_purge(queue)
+    with start_worker(
+        celery_app, pool="threads", concurrency=4, perform_ping_check=False,
+        loglevel="WARNING", shutdown_timeout=10, queues=list(settings.RELAY_QUEUES),
+    ) as running:
+        yield running

@@ -6,32 +6,15 @@ Nothing is eager here: tasks travel through the broker, countdowns are real coun
 import time
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from django.conf import settings
 
 from comms.accounts import application_create, channel_upsert
 from comms.models import Message
 from comms.status import Status
 from comms.submission import message_submit
-from config.celery import app as celery_app
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
 TIMEOUT = 30.0
-
-
-@pytest.fixture
-def worker():
-    # Tasks left in the broker by an earlier, interrupted run would reference rows of
-    # another database: start from an empty queue.
-    with celery_app.connection_for_write() as conn:
-        for queue in settings.RELAY_QUEUES:
-            conn.default_channel.queue_purge(queue)
-    with start_worker(
-        celery_app, pool="threads", concurrency=4, perform_ping_check=False,
-        loglevel="WARNING", shutdown_timeout=10, queues=list(settings.RELAY_QUEUES),
-    ) as running:
-        yield running
 
 
 def wait_for(message_id: str, statuses: set[str]) -> Message:
@@ -56,7 +39,7 @@ def submit(application, channel, receiver, **extra):
     return message_submit(application=application, data=data)[0]
 
 
-def test_a_message_is_queued_sent_and_delivered_by_a_real_worker(worker):
+def test_a_message_is_queued_sent_and_delivered_by_a_real_worker():
     application, _ = application_create(name="it")
     channel, _ = channel_upsert(name="it-sim", type="simulator")
 
@@ -66,7 +49,7 @@ def test_a_message_is_queued_sent_and_delivered_by_a_real_worker(worker):
     assert event_codes(message.id) == ["QUEUED", "SENT", "DELIVERED"]
 
 
-def test_a_failing_message_retries_then_falls_back_to_a_delivered_one(worker):
+def test_a_failing_message_retries_then_falls_back_to_a_delivered_one():
     application, _ = application_create(name="it")
     flaky, _ = channel_upsert(name="it-flaky", type="simulator", max_attempts=3, retry_delay=0.2)
     backup, _ = channel_upsert(name="it-backup", type="simulator")

@@ -126,6 +126,17 @@ def test_a_claim_takes_no_more_than_the_subscription_may_have_in_flight(settings
     assert in_flight(sub.id, timezone.now()) == 3
 
 
+def test_while_one_claim_of_a_subscription_is_in_flight_no_other_task_claims_for_it(
+        settings, application, channel):
+    # So a hanging endpoint holds one worker thread, however many of its tasks are queued.
+    sub = subscribe(application)
+    first_ids = deliveries_for(application, channel, sub, 1)
+    first = claim(sub.id, first_ids, timezone.now())
+    later = [i for i in deliveries_for(application, channel, sub, 2) if i not in first_ids]
+
+    assert (len(first.deliveries), claim(sub.id, later, timezone.now()).deliveries) == (1, [])
+
+
 def test_recorded_attempts_free_their_place_in_the_bound(settings, application, channel, receiver):
     settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = 2
     sub = subscribe(application, receiver.url)
@@ -319,3 +330,21 @@ def test_the_sweeper_clears_the_due_time_of_deliveries_that_are_no_longer_pendin
     sweep_due_deliveries(now=timezone.now() + seconds(settings.RELAY_DISPATCH_GRACE + 1))
 
     assert not Delivery.objects.filter(subscription=sub, next_attempt_at__isnull=False).exists()
+
+
+def test_the_follow_up_looks_after_commit_so_deliveries_left_to_it_meanwhile_go_out(
+        application, channel, receiver, published, django_capture_on_commit_callbacks):
+    sub = subscribe(application, receiver.url)
+    asked = deliveries_for(application, channel, sub, 1)
+    published.clear()
+    with django_capture_on_commit_callbacks() as after_commit:
+        send_for_subscription(sub.id, asked)
+    # Committed just before the claim above was released: its own task found that claim
+    # in flight, and left the delivery to the claim's follow-up.
+    submit(application, channel)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for callback in after_commit:
+            callback()
+
+    assert published.of("send_deliveries") == [(([], sub.id), {"countdown": None})]
