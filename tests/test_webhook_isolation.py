@@ -6,6 +6,7 @@ Attempts that cannot connect go to http://127.0.0.1:9 (nothing listens there: re
 once); answered ones to the local receiver.
 """
 
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from django.utils import timezone
 
 from comms.status import Status
 from config.celery import app as celery_app
+from deliveries import sending
 from deliveries.claims import claim, in_flight
 from deliveries.health import State, state_of
-from deliveries.models import Delivery, Subscription
+from deliveries.models import Delivery, DeliveryAttempt, Subscription
 from deliveries.sending import send_for_subscription
 from deliveries.sweeper import sweep_due_deliveries
 from tests.receiver import Answer
@@ -137,15 +139,24 @@ def test_while_one_claim_of_a_subscription_is_in_flight_no_other_task_claims_for
     assert (len(first.deliveries), claim(sub.id, later, timezone.now()).deliveries) == (1, [])
 
 
-def test_recorded_attempts_free_their_place_in_the_bound(settings, application, channel, receiver):
+def test_a_task_drains_its_subscription_in_rounds_within_the_bound(settings, application, channel, receiver):
     settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = 2
     sub = subscribe(application, receiver.url)
-    asked = deliveries_for(application, channel, sub, 3)
+    asked = deliveries_for(application, channel, sub, 5)
 
-    assert send_for_subscription(sub.id, asked) == 2
+    assert send_for_subscription(sub.id, asked[:1]) == 5
+
+    rounds = DeliveryAttempt.objects.filter(delivery__subscription=sub).values_list("attempted_at", flat=True)
+    assert sorted(Counter(rounds).values()) == [1, 2, 2]
     assert in_flight(sub.id, timezone.now()) == 0
-    assert send_for_subscription(sub.id, asked) == 1
-    assert Delivery.objects.filter(subscription=sub, status="succeeded").count() == 3
+
+
+def test_a_task_starts_no_new_round_after_its_drain_time(settings, application, channel, receiver, monkeypatch):
+    settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = 2
+    monkeypatch.setattr(sending, "DRAIN_SECONDS", 0)
+    sub = subscribe(application, receiver.url)
+
+    assert send_for_subscription(sub.id, deliveries_for(application, channel, sub, 5)) == 2
 
 
 def test_a_dead_workers_claims_stop_counting_when_their_lease_ends(settings, application, channel):
@@ -225,12 +236,13 @@ def test_an_answered_probe_ends_the_back_off_and_is_logged_as_a_probe(settings, 
     Subscription.objects.filter(id=sub.id).update(url=receiver.url)
     at = sub.next_probe_at + seconds(1)
 
-    assert send_for_subscription(sub.id, [], now=at) == 1
+    # The probe, then the two that waited behind it.
+    assert send_for_subscription(sub.id, [], now=at) == 3
 
     sub.refresh_from_db()
     assert (state_of(sub), sub.unreachable_streak, sub.backing_off_since) == (State.HEALTHY, 0, None)
-    probe = Delivery.objects.get(subscription=sub, status="succeeded").attempt_log.order_by("number").last()
-    assert (probe.probe, probe.status_code) == (True, 200)
+    answered = DeliveryAttempt.objects.filter(delivery__subscription=sub, status_code=200)
+    assert sorted(answered.values_list("probe", flat=True)) == [False, False, True]
 
 
 def test_a_failed_probe_keeps_backing_off_until_the_next_interval(settings, application, channel):
@@ -283,14 +295,25 @@ def test_a_task_whose_attempts_all_fail_publishes_one_follow_up_not_one_per_retr
     assert 4 <= task[1]["countdown"] <= 6
 
 
-def test_a_follow_up_takes_every_retry_due_within_its_second(settings, application, channel, receiver):
-    settings.WEBHOOK_RETRY_SCHEDULE = [5.0]
-    receiver.answer(*[Answer(500)] * 6)
+def test_a_batch_of_jittered_retries_takes_a_few_follow_ups_not_one_each(
+        settings, application, channel, receiver, clock, published, django_capture_on_commit_callbacks):
+    settings.WEBHOOK_RETRY_SCHEDULE = [5.0]  # jittered to 4-6 s: three whole seconds at most
+    receiver.answer(*[Answer(500)] * 10)
     sub = subscribe(application, receiver.url)
-    t0 = timezone.now()
-    send_for_subscription(sub.id, deliveries_for(application, channel, sub, 6), now=t0)
+    with django_capture_on_commit_callbacks(execute=True):
+        send_for_subscription(sub.id, deliveries_for(application, channel, sub, 10))
 
-    assert send_for_subscription(sub.id, [], now=t0 + seconds(7)) == 6
+    follow_ups = 0
+    while Delivery.objects.filter(subscription=sub, status="pending").exists() and follow_ups < 10:
+        ((args, options),) = published.of("send_deliveries")[-1:]
+        published.clear()
+        clock.now += seconds(options["countdown"] or 0)
+        with django_capture_on_commit_callbacks(execute=True):
+            send_for_subscription(*reversed(args))
+        follow_ups += 1
+
+    assert 1 <= follow_ups <= 3
+    assert Delivery.objects.filter(subscription=sub, status="succeeded").count() == 10
 
 
 def test_the_sweeper_publishes_one_task_per_subscription_with_overdue_work(
