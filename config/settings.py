@@ -218,7 +218,7 @@ WEBHOOK_ROTATION_OVERLAP_HOURS = env.float("WEBHOOK_ROTATION_OVERLAP_HOURS", def
 WEBHOOK_SEND_CHUNK = env.int("WEBHOOK_SEND_CHUNK", default=20)
 # Attempts one subscription may have in flight at once, across every worker: a hanging
 # endpoint holds at most this many connections (and webhook worker threads).
-WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION", default=10)
+WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION", default=20)
 # The circuit breaker: after this many attempts in a row that time out or cannot connect,
 # the subscription backs off as a whole and sends one probe per interval until one lands.
 WEBHOOK_BREAKER_THRESHOLD = env.int("WEBHOOK_BREAKER_THRESHOLD", default=5)

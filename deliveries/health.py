@@ -40,6 +40,13 @@ def state_of(subscription: Subscription) -> State:
     return State.FAILING if subscription.failing_since else State.HEALTHY
 
 
+def unchanged_by(subscription: Subscription, outcomes: Sequence[Outcome]) -> bool:
+    """A healthy subscription whose attempts all succeeded stays as it is: the common case,
+    which needs neither its row lock nor a write."""
+    return all(o.ok for o in outcomes) and subscription.failing_since is None and \
+        subscription.unreachable_streak == 0 and subscription.backing_off_since is None
+
+
 def record_outcomes(subscription: Subscription, outcomes: Sequence[Outcome], now: datetime) -> None:
     """Fold one task's attempts into the subscription (already locked and fresh)."""
     if not outcomes:

@@ -140,10 +140,13 @@ def request_for(delivery: Delivery, at: datetime) -> tuple[str, dict[str, str]]:
 
 def _record(claimed: Claim, outcomes: list[http.Outcome], now: datetime) -> None:
     with transaction.atomic():
-        subscription = Subscription.objects.select_for_update().filter(id=claimed.subscription.id).first()
-        if subscription is None:
-            return  # deleted meanwhile, and its deliveries with it
-        health.record_outcomes(subscription, outcomes, now)
+        if health.unchanged_by(claimed.subscription, outcomes):
+            subscription = claimed.subscription
+        else:
+            subscription = Subscription.objects.select_for_update().filter(id=claimed.subscription.id).first()
+            if subscription is None:
+                return  # deleted meanwhile, and its deliveries with it
+            health.record_outcomes(subscription, outcomes, now)
         attempts = []
         for delivery, outcome in zip(claimed.deliveries, outcomes, strict=True):
             delivery.attempts += 1

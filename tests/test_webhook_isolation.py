@@ -371,3 +371,23 @@ def test_the_follow_up_looks_after_commit_so_deliveries_left_to_it_meanwhile_go_
             callback()
 
     assert published.of("send_deliveries") == [(([], sub.id), {"countdown": None})]
+
+
+def test_a_healthy_subscriptions_successful_round_leaves_its_row_untouched(application, channel, receiver):
+    sub = subscribe(application, receiver.url)
+    before = Subscription.objects.get(id=sub.id).updated_at
+
+    send_for_subscription(sub.id, deliveries_for(application, channel, sub, 2))
+
+    assert Subscription.objects.get(id=sub.id).updated_at == before
+
+
+def test_a_success_after_failures_clears_the_failing_state(application, channel, receiver):
+    receiver.answer(Answer(500))
+    sub = subscribe(application, receiver.url)
+    send_for_subscription(sub.id, deliveries_for(application, channel, sub, 1))
+    assert state_of(Subscription.objects.get(id=sub.id)) == State.FAILING
+
+    send_for_subscription(sub.id, deliveries_for(application, channel, sub, 2))
+
+    assert state_of(Subscription.objects.get(id=sub.id)) == State.HEALTHY
