@@ -8,7 +8,7 @@ publishes a follow-up for the rest when it is done. While the subscription backs
 (circuit breaker open) nothing is claimed but, once per probe interval, a single probe.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -80,3 +80,14 @@ def in_flight(subscription_id: str, now: datetime) -> int:
     """Attempts claimed and not yet recorded; a dead worker's count lapses with its lease."""
     return Delivery.objects.filter(subscription_id=subscription_id, status=Delivery.Status.PENDING,
                                    leased_until__gt=now).count()
+
+
+def resting(subscription_ids: Collection[str], now: datetime) -> set[str]:
+    """Those of these subscriptions that a new task could not claim for now: one with a
+    claim in flight (that claim's follow-up comes for the rest), or backing off until a
+    probe that is not yet due (the probe's follow-up, or the sweeper, comes then)."""
+    in_flight_now = Delivery.objects.filter(
+        subscription_id__in=subscription_ids, status=Delivery.Status.PENDING, leased_until__gt=now,
+    ).values_list("subscription_id", flat=True).distinct()
+    waiting = Subscription.objects.filter(id__in=subscription_ids, active=True, next_probe_at__gt=now)
+    return set(in_flight_now) | set(waiting.values_list("id", flat=True))

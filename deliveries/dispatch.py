@@ -9,6 +9,9 @@ from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
+
+from .claims import resting
 
 
 def publish_on_commit(subscription_id: str, delivery_ids: Sequence[str] = (), *,
@@ -18,23 +21,46 @@ def publish_on_commit(subscription_id: str, delivery_ids: Sequence[str] = (), *,
     A failure to publish is logged, not raised: the rows are the outbox, and the sweeper
     publishes again for what nobody claimed.
     """
-    from .tasks import send_deliveries
-
     ids = list(delivery_ids)
-    size = settings.WEBHOOK_SEND_CHUNK
-    chunks = [ids[start:start + size] for start in range(0, len(ids), size)] or [[]]
-
-    def publish() -> None:
-        for chunk in chunks:
-            send_deliveries.apply_async((chunk, subscription_id), countdown=countdown)
-
-    transaction.on_commit(publish, robust=True)
+    transaction.on_commit(lambda: _publish(subscription_id, ids, countdown), robust=True)
 
 
 def publish_by_subscription_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
     """`deliveries` are (subscription id, delivery id) pairs."""
+    for subscription_id, ids in _grouped(deliveries).items():
+        publish_on_commit(subscription_id, ids)
+
+
+def publish_new_work_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
+    """New deliveries, (subscription id, delivery id) pairs: a task for each subscription
+    that could take them now, none for one that could not (see claims.resting).
+
+    A flood of tasks that could only find their subscription busy would queue everyone
+    else's webhooks behind them. Decided after commit, so it cannot strand anything: a
+    claim seen in flight here commits later, and its follow-up looks after that commit,
+    when these rows are visible.
+    """
+    grouped = _grouped(deliveries)
+    if not grouped:
+        return
+
+    def publish() -> None:
+        for subscription_id in set(grouped) - resting(grouped, timezone.now()):
+            _publish(subscription_id, grouped[subscription_id])
+
+    transaction.on_commit(publish, robust=True)
+
+
+def _publish(subscription_id: str, ids: list[str], countdown: float | None = None) -> None:
+    from .tasks import send_deliveries
+
+    size = settings.WEBHOOK_SEND_CHUNK
+    for chunk in [ids[start:start + size] for start in range(0, len(ids), size)] or [[]]:
+        send_deliveries.apply_async((chunk, subscription_id), countdown=countdown)
+
+
+def _grouped(deliveries: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = defaultdict(list)
     for subscription_id, delivery_id in deliveries:
         grouped[subscription_id].append(delivery_id)
-    for subscription_id, ids in grouped.items():
-        publish_on_commit(subscription_id, ids)
+    return grouped

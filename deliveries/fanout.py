@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from comms.models import Channel
 
-from .dispatch import publish_by_subscription_on_commit
+from .dispatch import publish_new_work_on_commit
 from .models import Delivery, Subscription
 
 
@@ -38,5 +38,5 @@ def fan_out(events: list, owners: dict[str, tuple[int, int]]) -> list[Delivery]:
                 deliveries.append(Delivery(subscription_id=sub.id, event_id=event.id, next_attempt_at=due,
                                            created_at=now, updated_at=now))
     Delivery.objects.bulk_create(deliveries)
-    publish_by_subscription_on_commit((d.subscription_id, d.id) for d in deliveries)
+    publish_new_work_on_commit((d.subscription_id, d.id) for d in deliveries)
     return deliveries

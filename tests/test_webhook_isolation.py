@@ -391,3 +391,29 @@ def test_a_success_after_failures_clears_the_failing_state(application, channel,
     send_for_subscription(sub.id, deliveries_for(application, channel, sub, 2))
 
     assert state_of(Subscription.objects.get(id=sub.id)) == State.HEALTHY
+
+
+# --- no tasks that could only find their subscription busy ---------------------------------
+
+
+def test_new_deliveries_of_a_subscription_with_a_claim_in_flight_get_no_task_of_their_own(
+        application, channel, published, django_capture_on_commit_callbacks):
+    busy, idle = subscribe(application), subscribe(application)
+    claim(busy.id, deliveries_for(application, channel, busy, 1), timezone.now())
+    published.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(application, channel)
+
+    assert published_subscriptions(published) == [idle.id]
+
+
+def test_new_deliveries_of_a_backing_off_subscription_get_no_task_before_its_probe(
+        settings, application, channel, published, django_capture_on_commit_callbacks):
+    unreachable_subscription(settings, application, channel, failures=3)
+    published.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(application, channel)
+
+    assert published.of("send_deliveries") == []

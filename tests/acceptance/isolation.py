@@ -32,7 +32,7 @@ django.setup()
 from django.db.models import Count  # noqa: E402
 
 from comms.accounts import application_create, channel_upsert  # noqa: E402
-from comms.models import Message, MessageEvent  # noqa: E402
+from comms.models import Application, Message, MessageEvent  # noqa: E402
 from tests.acceptance.webhooks import Receiver  # noqa: E402
 from tests.hanging import Hanging  # noqa: E402
 
@@ -112,8 +112,8 @@ def main():
     suffix = str(int(time.time()))
     rx, hang = Receiver(), Hanging()
     channel_upsert(name=CHANNEL, type="simulator")
-    _, key_a = application_create(name=f"acme-{suffix}")
-    _, key_b = application_create(name=f"globex-{suffix}")
+    app_a, key_a = application_create(name=f"acme-{suffix}")
+    app_b, key_b = application_create(name=f"globex-{suffix}")
 
     def subscribe(key, url, path):
         r = requests.post(f"{BASE}/subscriptions", json={"url": url + path},
@@ -203,6 +203,9 @@ def main():
         "load_seconds": round(load_end - load_start, 1), "timeout": TIMEOUT,
     }
     print("SUMMARY " + json.dumps(summary), flush=True)
+    hang.release()
+    # Left behind, the hanging subscriptions would go on probing, into a later run's endpoint.
+    Application.objects.filter(id__in=[app_a.id, app_b.id]).delete()
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     sys.exit(0 if all(results) else 1)
 
