@@ -233,8 +233,9 @@ def test_a_batch_takes_a_constant_number_of_queries(api, application, channel, s
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     subscription_create(application=application, url="http://127.0.0.1:9/hook")
     # Key lookup, channels, savepoint and release, subscriptions, channel names, then the
-    # bulk INSERTs (one each on PostgreSQL; SQLite's parameter cap splits large ones).
-    fixed = 6
+    # bulk INSERTs (one each on PostgreSQL; SQLite's parameter cap splits large ones), and
+    # after commit which subscriptions could take a webhook task now.
+    fixed = 7
     inserts = bulk_inserts(Message, n) + bulk_inserts(MessageEvent, n) + bulk_inserts(Delivery, n)
 
     with django_assert_max_num_queries(fixed + inserts), django_capture_on_commit_callbacks(execute=True):
