@@ -223,6 +223,15 @@ WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_SUBS
 # the subscription backs off as a whole and sends one probe per interval until one lands.
 WEBHOOK_BREAKER_THRESHOLD = env.int("WEBHOOK_BREAKER_THRESHOLD", default=5)
 WEBHOOK_BREAKER_PROBE_INTERVAL = env.float("WEBHOOK_BREAKER_PROBE_INTERVAL", default=30.0)
+# Threads of each worker-webhooks process (its --concurrency in the Procfile), which size its
+# pool for outbound requests.
+WEBHOOK_WORKER_THREADS = env.int("WEBHOOK_WORKER_THREADS", default=16)
+# A round of webhook requests is recorded this long after it began at the latest: an answer
+# later than that counts as a timeout. It must end well inside the claim's lease.
+WEBHOOK_ROUND_SECONDS = WEBHOOK_CONNECT_TIMEOUT + WEBHOOK_TIMEOUT + 2.0
+if WEBHOOK_ROUND_SECONDS >= RELAY_CLAIM_LEASE - 5:
+    raise environ.ImproperlyConfigured(
+        "WEBHOOK_CONNECT_TIMEOUT + WEBHOOK_TIMEOUT must stay well below RELAY_CLAIM_LEASE")
 if WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION < 1 or WEBHOOK_BREAKER_THRESHOLD < 1:
     raise environ.ImproperlyConfigured(
         "WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION and WEBHOOK_BREAKER_THRESHOLD must be at least 1")

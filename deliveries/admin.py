@@ -1,13 +1,25 @@
+from django import forms
 from django.contrib import admin, messages
 
 from .health import state_of
 from .models import Delivery, DeliveryAttempt, Subscription
-from .services import deliveries_retry
+from .services import SUBSCRIPTION_FIELDS, deliveries_retry, subscription_update
 from .signing import masked
+from .urlguard import RefusedURL, check_url
+
+
+class SubscriptionForm(forms.ModelForm):
+    def clean_url(self):
+        try:
+            check_url(self.cleaned_data["url"])
+        except RefusedURL as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return self.cleaned_data["url"]
 
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
+    form = SubscriptionForm
     list_display = ["id", "application", "url", "state", "failing_since", "next_probe_at", "disabled_reason",
                     "created_at"]
     list_filter = ["active", "application"]
@@ -21,6 +33,14 @@ class SubscriptionAdmin(admin.ModelAdmin):
     @admin.display(description="state")
     def state(self, obj):
         return state_of(obj).value
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Through the service, as the API does: re-enabling or a new URL starts afresh, and
+        # only the changed fields are written (the health fields are the workers').
+        changed = {name: form.cleaned_data[name] for name in form.changed_data if name in SUBSCRIPTION_FIELDS}
+        subscription_update(subscription=Subscription.objects.get(pk=obj.pk), **changed)
 
     @admin.display(description="secret")
     def secret_hint(self, obj):

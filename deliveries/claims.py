@@ -38,7 +38,7 @@ def claim(subscription_id: str, delivery_ids: Sequence[str], now: datetime) -> C
     if in_flight(subscription_id, now):
         return Claim(None)
     with transaction.atomic():
-        subscription = Subscription.objects.select_for_update().filter(id=subscription_id).first()
+        subscription = Subscription.objects.select_for_update(no_key=True).filter(id=subscription_id).first()
         if subscription is None:  # deleted, and its deliveries with it
             return Claim(None)
         room, probe = _room(subscription, now)

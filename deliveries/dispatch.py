@@ -25,12 +25,6 @@ def publish_on_commit(subscription_id: str, delivery_ids: Sequence[str] = (), *,
     transaction.on_commit(lambda: _publish(subscription_id, ids, countdown), robust=True)
 
 
-def publish_by_subscription_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
-    """`deliveries` are (subscription id, delivery id) pairs."""
-    for subscription_id, ids in _grouped(deliveries).items():
-        publish_on_commit(subscription_id, ids)
-
-
 def publish_new_work_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
     """New deliveries, (subscription id, delivery id) pairs: a task for each subscription
     that could take them now, none for one that could not (see claims.resting).

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 UNREACHABLE = {DeliveryAttempt.ErrorKind.TIMEOUT, DeliveryAttempt.ErrorKind.CONNECTION}
 
 HEALTH_FIELDS = ["failing_since", "unreachable_streak", "backing_off_since", "next_probe_at",
-                 "active", "disabled_at", "disabled_reason", "updated_at"]
+                 "active", "disabled_at", "disabled_reason"]
 
 
 class State(enum.StrEnum):
@@ -67,7 +67,7 @@ def record_outcomes(subscription: Subscription, outcomes: Sequence[Outcome], now
         disable(subscription, reason=f"Every delivery failed for {settings.WEBHOOK_DISABLE_AFTER_DAYS:g} days",
                 now=now)
     subscription.updated_at = now
-    subscription.save(update_fields=HEALTH_FIELDS)
+    subscription.save(update_fields=[*HEALTH_FIELDS, "updated_at"])
 
 
 def _close_breaker(subscription: Subscription) -> None:

@@ -17,7 +17,7 @@ import os
 import random
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -42,10 +42,6 @@ RETRYABLE_4XX = {408, 409, 425, 429}
 RETRY_AFTER_STATUSES = {429, 503}
 RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
                     "webhook-signature", "content-length", "host", "transfer-encoding"}
-# Requests in flight per process at most. Threads start only as needed; the bound per
-# subscription times the worker's threads stays below this, so no task's request ever
-# queues behind another task's.
-MAX_CONCURRENT_POSTS = 256
 # A task starts no new round after this long, so one subscription's backlog takes turns
 # with everyone else's; a round itself ends within WEBHOOK_TIMEOUT.
 DRAIN_SECONDS = 5.0
@@ -87,22 +83,34 @@ def send_for_subscription(subscription_id: str, delivery_ids: list[str], *,
 
 def _attempt(claimed: Claim) -> int:
     started = timezone.now()
-    if len(claimed.deliveries) == 1:
-        outcomes = [_post(claimed.deliveries[0], started)]
-    else:
-        outcomes = list(_pool().map(_post, claimed.deliveries, [started] * len(claimed.deliveries)))
+    outcomes = _post_all(claimed.deliveries, started)
     _record(claimed, outcomes, started)
     return len(outcomes)
+
+
+def _post_all(deliveries: list[Delivery], at: datetime) -> list[http.Outcome]:
+    """The round's requests, concurrently. A request still unanswered WEBHOOK_ROUND_SECONDS
+    after the round began is recorded as a timeout (urllib3's timeouts bound each socket
+    read, not the whole exchange, and an endpoint can trickle), so every round is recorded
+    well inside its claim's lease, and nothing is claimed twice."""
+    futures = [_pool().submit(_post, delivery, at) for delivery in deliveries]
+    done, _ = wait(futures, timeout=settings.WEBHOOK_ROUND_SECONDS)
+    cut_off = http.Outcome(None, int(settings.WEBHOOK_ROUND_SECONDS * 1000), error_kind="timeout",
+                           error_detail=f"no answer within {settings.WEBHOOK_ROUND_SECONDS:g} s")
+    return [future.result() if future in done else cut_off for future in futures]
 
 
 _executor: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
-    """Threads for outbound requests, one pool per process (never inherited across a fork)."""
+    """Threads for outbound requests, one pool per process (never inherited across a fork).
+    Sized for every worker thread's round at once, so no task's request ever queues behind
+    another task's; threads start only as they are needed."""
     global _executor
     if _executor is None or _executor[0] != os.getpid():
-        _executor = (os.getpid(), ThreadPoolExecutor(MAX_CONCURRENT_POSTS, "webhook"))
+        size = settings.WEBHOOK_WORKER_THREADS * settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION
+        _executor = (os.getpid(), ThreadPoolExecutor(size, "webhook"))
     return _executor[1]
 
 
@@ -140,20 +148,34 @@ def request_for(delivery: Delivery, at: datetime) -> tuple[str, dict[str, str]]:
 
 def _record(claimed: Claim, outcomes: list[http.Outcome], now: datetime) -> None:
     with transaction.atomic():
-        if health.unchanged_by(claimed.subscription, outcomes):
-            subscription = claimed.subscription
-        else:
-            subscription = Subscription.objects.select_for_update().filter(id=claimed.subscription.id).first()
+        ours = _still_ours(claimed.deliveries)
+        results = [(d, o) for d, o in zip(claimed.deliveries, outcomes, strict=True) if d.id in ours]
+        if not results:
+            return
+        subscription = claimed.subscription
+        if not health.unchanged_by(subscription, [o for _, o in results]):
+            subscription = Subscription.objects.select_for_update(no_key=True).filter(id=subscription.id).first()
             if subscription is None:
                 return  # deleted meanwhile, and its deliveries with it
-            health.record_outcomes(subscription, outcomes, now)
+            # Attempts at an address the subscription no longer has say nothing of its health.
+            if subscription.url == claimed.subscription.url:
+                health.record_outcomes(subscription, [o for _, o in results], now)
         attempts = []
-        for delivery, outcome in zip(claimed.deliveries, outcomes, strict=True):
+        for delivery, outcome in results:
             delivery.attempts += 1
             attempts.append(_attempt_row(delivery, outcome, now, probe=claimed.probe))
             _decide(delivery, outcome, now, subscription_active=subscription.active)
         DeliveryAttempt.objects.bulk_create(attempts)
-        _save(claimed.deliveries, now)
+        _save([d for d, _ in results], now)
+
+
+def _still_ours(deliveries: list[Delivery]) -> set[str]:
+    """The claimed rows this claim still holds, locked until its record commits: neither
+    deleted nor, after a lapsed lease, claimed by another."""
+    return set(Delivery.objects.select_for_update(no_key=True).filter(
+        id__in=[d.id for d in deliveries], status=Delivery.Status.PENDING,
+        leased_until=deliveries[0].leased_until,
+    ).values_list("id", flat=True))
 
 
 def _attempt_row(delivery: Delivery, outcome: http.Outcome, now: datetime, *, probe: bool) -> DeliveryAttempt:
@@ -187,7 +209,8 @@ def _close_inactive(claimed: Claim, now: datetime) -> None:
         delivery.status, delivery.next_attempt_at = Delivery.Status.FAILED, None
         delivery.last_error = "subscription disabled"
     with transaction.atomic():
-        _save(claimed.deliveries, now)
+        ours = _still_ours(claimed.deliveries)
+        _save([d for d in claimed.deliveries if d.id in ours], now)
 
 
 def _save(deliveries: list[Delivery], now: datetime) -> None:

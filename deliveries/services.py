@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from comms.models import Application
 
-from .dispatch import publish_by_subscription_on_commit, publish_on_commit
+from . import health
+from .dispatch import publish_on_commit
 from .models import Delivery, Subscription
 from .signing import new_secret
 from .urlguard import check_url
@@ -28,9 +29,9 @@ def subscription_update(*, subscription: Subscription, **fields) -> Subscription
         check_url(fields["url"])
     fresh_start = (fields.get("active") is True and not subscription.active) or \
         fields.get("url", subscription.url) != subscription.url
-    for name, value in fields.items():
-        if name in SUBSCRIPTION_FIELDS:
-            setattr(subscription, name, value)
+    changed = [name for name in fields if name in SUBSCRIPTION_FIELDS]
+    for name in changed:
+        setattr(subscription, name, fields[name])
     with transaction.atomic():
         if fresh_start:
             # Re-enabled or pointed elsewhere: no stale reason, no inherited run of failures
@@ -38,8 +39,11 @@ def subscription_update(*, subscription: Subscription, **fields) -> Subscription
             subscription.disabled_at, subscription.disabled_reason = None, ""
             subscription.failing_since = subscription.backing_off_since = subscription.next_probe_at = None
             subscription.unreachable_streak = 0
+            changed += [*health.HEALTH_FIELDS]
             publish_on_commit(subscription.id)
-        subscription.save()
+        # Only what this update changes: the health fields are the workers' to write,
+        # and a full save from a stale copy would undo a disable or a back-off.
+        subscription.save(update_fields={*changed, "updated_at"})
     return subscription
 
 
@@ -58,9 +62,12 @@ def deliveries_retry(delivery_ids: list[str], *, now: datetime | None = None) ->
     now = now or timezone.now()
     with transaction.atomic():
         chosen = Delivery.objects.filter(id__in=delivery_ids)
-        owners = list(chosen.values_list("subscription_id", "id"))
+        owners = set(chosen.values_list("subscription_id", flat=True))
         count = chosen.update(status=Delivery.Status.PENDING, next_attempt_at=now, updated_at=now)
-        publish_by_subscription_on_commit(owners)
+        # One task per subscription: it takes them oldest first, round by round, and its
+        # follow-ups the rest; more would only find the first one's claim in flight.
+        for subscription_id in owners:
+            publish_on_commit(subscription_id)
     return count
 
 

@@ -11,28 +11,30 @@ import logging
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Min
 from django.utils import timezone
 
+from .claims import resting
 from .dispatch import publish_on_commit
-from .models import Delivery, Subscription
+from .models import Delivery
 
 log = logging.getLogger(__name__)
 
 
 def sweep_due_deliveries(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Returns how many subscriptions were given a task."""
+    """Returns how many subscriptions were given a task: those waiting longest first, and
+    none that could not claim now (a claim in flight, or backing off before its probe)."""
     now = now or timezone.now()
     overdue = Delivery.objects.filter(next_attempt_at__lte=now)
     # Rows that are no longer pending have no work due: clear them off the due index.
     overdue.exclude(status=Delivery.Status.PENDING).update(next_attempt_at=None)
-    owners = (overdue.filter(status=Delivery.Status.PENDING)
-              .values_list("subscription_id", flat=True).distinct().order_by())
-    ready = list(
-        Subscription.objects.filter(id__in=owners)
-        .filter(Q(next_probe_at__isnull=True) | Q(next_probe_at__lte=now) | Q(active=False))
-        .values_list("id", flat=True)[:limit]
+    longest_waiting = list(
+        overdue.filter(status=Delivery.Status.PENDING).values("subscription_id")
+        .annotate(first=Min("next_attempt_at")).order_by("first")
+        .values_list("subscription_id", flat=True)[:limit * 2]
     )
+    busy = resting(longest_waiting, now)
+    ready = [subscription_id for subscription_id in longest_waiting if subscription_id not in busy][:limit]
     with transaction.atomic():
         for subscription_id in ready:
             publish_on_commit(subscription_id)

@@ -46,8 +46,8 @@ def make_delivery(subscription, channel, *, status="pending", created_at=None) -
     return delivery
 
 
-def sent_delivery_ids(published) -> list[str]:
-    return [i for args, _ in published.of("send_deliveries") for i in args[0]]
+def published_tasks(published) -> list[tuple]:
+    return [args for args, _ in published.of("send_deliveries")]
 
 
 # --- create, read ------------------------------------------------------------------------
@@ -291,7 +291,8 @@ def test_retrying_a_delivery_makes_it_pending_and_publishes_it(api, mine, channe
     assert response.status_code == 202
     assert response.json()["status"] == "pending"
     assert Delivery.objects.get(id=delivery.id).status == "pending"
-    assert sent_delivery_ids(published) == [delivery.id]
+    # One task for the subscription: it takes its due deliveries, this one among them.
+    assert published_tasks(published) == [([], delivery.subscription_id)]
 
 
 def test_another_applications_delivery_cannot_be_retried(api, theirs, channel, published,
@@ -303,7 +304,7 @@ def test_another_applications_delivery_cannot_be_retried(api, theirs, channel, p
 
     assert response.status_code == 404
     assert Delivery.objects.get(id=delivery.id).status == "failed"
-    assert sent_delivery_ids(published) == []
+    assert published_tasks(published) == []
 
 
 def test_recover_requeues_the_failed_deliveries_since_the_given_time_only(
@@ -318,7 +319,7 @@ def test_recover_requeues_the_failed_deliveries_since_the_given_time_only(
 
     assert response.status_code == 202
     assert response.json() == {"retried": 1}
-    assert sent_delivery_ids(published) == [after.id]
+    assert published_tasks(published) == [([], after.subscription_id)]
     statuses = dict(Delivery.objects.values_list("id", "status"))
     assert (statuses[before.id], statuses[after.id], statuses[succeeded.id]) == ("failed", "pending", "succeeded")
 

@@ -6,6 +6,7 @@ Attempts that cannot connect go to http://127.0.0.1:9 (nothing listens there: re
 once); answered ones to the local receiver.
 """
 
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from deliveries.claims import claim, in_flight
 from deliveries.health import State, state_of
 from deliveries.models import Delivery, DeliveryAttempt, Subscription
 from deliveries.sending import send_for_subscription
+from deliveries.services import subscription_update
 from deliveries.sweeper import sweep_due_deliveries
 from tests.receiver import Answer
 from tests.timing import seconds
@@ -76,11 +78,13 @@ def procfile() -> dict[str, str]:
 
 @pytest.mark.parametrize("queue", ["send", "receipts", "webhooks", "sweeps"])
 def test_the_procfile_runs_a_worker_per_stage_on_that_stage_only(queue):
-    assert f" -Q {queue} " in procfile()[f"worker-{queue}"]
+    # The send workers also drain `celery`, where a release before the stage queues put tasks.
+    expected = {"send": "send,celery"}.get(queue, queue)
+    assert f" -Q {expected} " in procfile()[f"worker-{queue}"]
 
 
 def test_the_embedded_worker_consumes_every_stage():
-    assert f" -Q {','.join(settings.RELAY_QUEUES)} " in procfile()["worker"]
+    assert f" -Q {','.join(settings.RELAY_QUEUES)},celery " in procfile()["worker"]
 
 
 def test_webhook_workers_run_threads_so_a_hanging_request_holds_one_thread():
@@ -417,3 +421,74 @@ def test_new_deliveries_of_a_backing_off_subscription_get_no_task_before_its_pro
         submit(application, channel)
 
     assert published.of("send_deliveries") == []
+
+
+# --- a round always ends inside its lease; late or stale writes change nothing ----------------
+
+
+def test_a_request_unanswered_by_the_end_of_its_round_is_recorded_as_a_timeout(
+        settings, application, channel, receiver):
+    settings.WEBHOOK_ROUND_SECONDS = 0.5
+    receiver.default = Answer(hold=10)  # headers never come: an endpoint that trickles or hangs
+    sub = subscribe(application, receiver.url)
+
+    started = time.monotonic()
+    send_for_subscription(sub.id, deliveries_for(application, channel, sub, 1))
+
+    assert time.monotonic() - started < 5
+    attempt = DeliveryAttempt.objects.get(delivery__subscription=sub)
+    assert (attempt.error_kind, attempt.error_detail) == ("timeout", "no answer within 0.5 s")
+    assert in_flight(sub.id, timezone.now()) == 0
+
+
+def test_a_round_recorded_after_its_lease_lapsed_and_was_claimed_again_changes_nothing(
+        settings, application, channel):
+    sub = subscribe(application)
+    asked = deliveries_for(application, channel, sub, 1)
+    t0 = timezone.now()
+    first = claim(sub.id, asked, t0)
+    second = claim(sub.id, [], t0 + seconds(settings.RELAY_DISPATCH_GRACE + settings.RELAY_CLAIM_LEASE + 1))
+    assert len(first.deliveries) == len(second.deliveries) == 1
+
+    sending._record(first, [sending.http.Outcome(200, 5)], t0 + seconds(1))
+
+    (delivery,) = second.deliveries
+    delivery_now = Delivery.objects.get(id=delivery.id)
+    assert (delivery_now.status, delivery_now.leased_until) == ("pending", delivery.leased_until)
+    assert not DeliveryAttempt.objects.exists()
+
+
+def test_attempts_at_an_address_the_subscription_has_left_do_not_back_off_its_new_one(
+        settings, application, channel):
+    settings.WEBHOOK_BREAKER_THRESHOLD = 2
+    sub = subscribe(application, REFUSED_URL)
+    claimed = claim(sub.id, deliveries_for(application, channel, sub, 3), timezone.now())
+    subscription_update(subscription=Subscription.objects.get(id=sub.id), url="http://127.0.0.1:8/new")
+
+    sending._record(claimed, [sending.http.Outcome(None, 5, error_kind="timeout")] * 3, timezone.now())
+
+    assert state_of(Subscription.objects.get(id=sub.id)) == State.HEALTHY
+
+
+def test_an_update_from_a_stale_copy_does_not_undo_a_back_off(settings, application, channel):
+    stale = subscribe(application, REFUSED_URL)
+    settings.WEBHOOK_BREAKER_THRESHOLD = 3
+    settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = 3
+    send_for_subscription(stale.id, deliveries_for(application, channel, stale, 3))
+
+    subscription_update(subscription=stale, description="renamed")
+
+    fresh = Subscription.objects.get(id=stale.id)
+    assert (state_of(fresh), fresh.description) == (State.BACKING_OFF, "renamed")
+
+
+def test_the_sweeper_gives_no_task_to_a_subscription_with_a_claim_in_flight(
+        settings, application, channel, published, django_capture_on_commit_callbacks):
+    busy, idle = subscribe(application), subscribe(application)
+    claim(busy.id, deliveries_for(application, channel, busy, 1), timezone.now())
+    published.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep_due_deliveries(now=timezone.now() + seconds(settings.RELAY_DISPATCH_GRACE + 1))
+
+    assert published_subscriptions(published) == [idle.id]

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from comms.headers import header_problem
@@ -31,7 +32,8 @@ class SubscriptionSerializer(serializers.ModelSerializer):
                   "nextProbeAt", "createdAt", "updatedAt"]
         read_only_fields = ["id"]
 
-    def get_state(self, subscription) -> State:
+    @extend_schema_field(serializers.ChoiceField(choices=[state.value for state in State]))
+    def get_state(self, subscription) -> str:
         return state_of(subscription).value
 
     def validate_url(self, value):
