@@ -29,6 +29,7 @@ import requests
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.db.models import Count  # noqa: E402
 
 from comms.accounts import application_create, channel_upsert  # noqa: E402
@@ -109,6 +110,25 @@ def latencies(rx, path, accepted):
     return [got[i] - t if i in got else math.inf for i, t in accepted.items()]
 
 
+def probes_per_interval(hang: Hanging, application) -> dict[str, float | None]:
+    """Requests per WEBHOOK_BREAKER_PROBE_INTERVAL at each hanging path since its
+    subscription began backing off (None: it never did)."""
+    interval = settings.WEBHOOK_BREAKER_PROBE_INTERVAL
+    now_wall, now_mono = time.time(), time.monotonic()
+    result = {}
+    for sub in Subscription.objects.filter(application=application, url__startswith=hang.url):
+        path = sub.url[len(hang.url):]
+        if sub.backing_off_since is None:
+            result[path] = None
+            continue
+        # backingOffSince is when the round that opened the breaker began: its own
+        # requests arrive within moments of it, and are not probes.
+        since = now_mono - (now_wall - sub.backing_off_since.timestamp())
+        count = sum(1 for t in hang.arrivals[path] if t > since + 2.0)
+        result[path] = round(count / max((now_mono - since) / interval, 1.0), 2)
+    return result
+
+
 def main():
     suffix = str(int(time.time()))
     rx, hang = Receiver(), Hanging()
@@ -179,11 +199,14 @@ def main():
     after_60 = ({p: hang.per_minute(p, first + 60, load_end) for p in HANG_PATHS}
                 if first is not None and load_end > first + 60 else None)
     print(f"      hanging requests per path {hang_requests}; per minute after the first 60 s {after_60}")
-    probe_rpm = None
+    probe_rpm = probes = None
     if PROBE_WATCH > 0:
         time.sleep(PROBE_WATCH)
         probe_rpm = {p: hang.per_minute(p, load_end, time.monotonic()) for p in HANG_PATHS}
         print(f"      hanging requests per minute in the {PROBE_WATCH:.0f}s after the load: {probe_rpm}")
+        probes = probes_per_interval(hang, app_a)
+        check("after backing off, about one probe per interval", bool(probes) and
+              all(v is not None and v <= 1.2 for v in probes.values()), f"{probes}")
 
     # Nothing sent twice.
     all_ids = list(b_all) + list(a_ids)
@@ -199,7 +222,7 @@ def main():
         "baseline_p95": base_p95, "bound": round(bound, 3), "b_load_delivered": b_done, "b_load_p95": b_p95,
         "b_webhooks_missing": missing, "a_db_delivered": a_db, "a_webhook_delivered": a_wh, "a_p95": a_p95,
         "bad_signatures": len(rx.bad), "hang_max_open": max_open, "hang_total_max_open": total_max,
-        "hang_requests": hang_requests, "hang_rpm_after_60s": after_60, "hang_rpm_probe_watch": probe_rpm,
+        "hang_requests": hang_requests, "hang_rpm_after_60s": after_60, "hang_rpm_probe_watch": probe_rpm, "probes_per_interval": probes,
         "duplicate_sent_attempts": dup, "single_attempt_not_one_sent": not_one,
         "load_seconds": round(load_end - load_start, 1), "timeout": TIMEOUT,
     }
