@@ -9,6 +9,8 @@ from .urlguard import RefusedURL, check_url
 
 
 class SubscriptionForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https")
+
     def clean_url(self):
         try:
             check_url(self.cleaned_data["url"])

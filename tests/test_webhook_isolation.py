@@ -270,6 +270,30 @@ def test_pointing_a_backed_off_subscription_elsewhere_ends_the_back_off(settings
     assert (sub.next_probe_at, sub.unreachable_streak) == (None, 0)
 
 
+def test_pointing_a_subscription_elsewhere_sends_what_waited_at_once(
+        settings, application, channel, api, published, django_capture_on_commit_callbacks):
+    sub = unreachable_subscription(settings, application, channel, failures=3)
+    published.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        api.patch(f"/api/v1/subscriptions/{sub.id}", {"url": "http://127.0.0.1:8/new"}, format="json")
+
+    assert published_subscriptions(published) == [sub.id]
+
+
+def test_re_enabling_in_the_admin_starts_afresh_as_the_api_does(settings, application, channel, admin_client):
+    sub = unreachable_subscription(settings, application, channel, failures=3)
+    Subscription.objects.filter(id=sub.id).update(active=False, disabled_reason="The endpoint answered 410 Gone")
+    form = {"application": application.id, "url": sub.url, "events": "[]", "channels": "[]",
+            "description": "", "headers": "{}", "active": "on"}
+
+    response = admin_client.post(f"/admin/deliveries/subscription/{sub.id}/change/", form)
+
+    assert response.status_code == 302
+    fresh = Subscription.objects.get(id=sub.id)
+    assert (state_of(fresh), fresh.disabled_reason, fresh.next_probe_at) == (State.HEALTHY, "", None)
+
+
 def test_the_api_shows_a_backed_off_subscription_with_its_next_probe(settings, application, channel, api):
     sub = unreachable_subscription(settings, application, channel, failures=3)
 
