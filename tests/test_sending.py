@@ -14,7 +14,8 @@ from comms import dispatch, receipts, sending, sweeper
 from comms.accounts import channel_upsert
 from comms.leases import grace
 from comms.models import Channel, Message, MessageEvent, Receipt
-from comms.providers.simulator import READ_ENV, SimulatorProvider
+from comms.payloads import event_payload
+from comms.providers.simulator import CLICK_LINK, READ_ENV, SimulatorProvider
 from comms.status import ErrorCode, Status
 from comms.submission import message_submit
 
@@ -242,6 +243,17 @@ def test_delete_receiver_ends_deleted(relay, channel):
 
     assert fresh(message).status == Status.DELETED
     assert codes(message) == ["QUEUED", "SENT", "DELIVERED", "READ", "DELETED"]
+
+
+def test_click_receiver_ends_interacted_with_the_link(relay, channel):
+    message = relay.submit(channel, "ann@example.com#click")
+
+    relay.attempt(message)
+
+    assert fresh(message).status == Status.INTERACTED
+    assert codes(message) == ["QUEUED", "SENT", "DELIVERED", "READ", "INTERACTED"]
+    interacted = event_payload(message.events.get(status_code="INTERACTED"), fresh(message), channel.name)
+    assert interacted["link"] == CLICK_LINK
 
 
 def test_silent_receiver_stays_sent(relay, published, channel):

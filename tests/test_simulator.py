@@ -4,7 +4,7 @@ import pytest
 
 from comms.models import Channel, Message
 from comms.providers import ConfigError, ProviderError, Sent
-from comms.providers.simulator import READ_ENV, Behaviour, SimulatorProvider
+from comms.providers.simulator import CLICK_LINK, READ_ENV, Behaviour, SimulatorProvider
 from comms.status import ErrorCode
 
 MESSAGE_ID = "a" * 32
@@ -41,6 +41,7 @@ def words(payload: dict) -> list[str]:
         ("+447700900123#reject", Behaviour(reject=True)),
         ("ann@example.com#read", Behaviour(read=True)),
         ("ann@example.com#delete", Behaviour(delete=True)),
+        ("ann@example.com#click", Behaviour(click=True)),
         ("+447700900123#silent", Behaviour(silent=True)),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
@@ -120,6 +121,7 @@ def test_receipt_names_the_message_attempt_and_reference():
         ("#fail2", 3, ["delivered"]),
         ("#read", 1, ["delivered", "read"]),
         ("#delete", 1, ["delivered", "read", "deleted"]),
+        ("#click", 1, ["delivered", "read", "clicked"]),
         ("#fail1#read", 1, ["undelivered"]),
         ("#fail1#read", 2, ["delivered", "read"]),
     ],
@@ -160,6 +162,21 @@ def test_parse_receipt_gives_a_failure_a_temporary_unknown_error():
     assert event.error.code == ErrorCode.CHANNEL_UNKNOWN_ERROR
     assert event.error.permanent is False
     assert event.error.raw_code == "undelivered"
+
+
+def test_a_click_receipt_carries_the_link_clicked():
+    (clicked,) = [e for e in receipt("ann@example.com#click", attempt=1)["events"] if e["event"] == "clicked"]
+
+    assert clicked == {"event": "clicked", "link": CLICK_LINK}
+
+
+def test_parse_receipt_gives_a_click_its_link_and_nothing_else_one():
+    payload = {"messageId": MESSAGE_ID, "attempt": 1,
+               "events": [{"event": "read", "link": CLICK_LINK}, {"event": "clicked", "link": CLICK_LINK}]}
+
+    read, clicked = provider().parse_receipt(payload)
+
+    assert (read.link, clicked.kind, clicked.link) == ("", "INTERACTED", CLICK_LINK)
 
 
 def test_parse_receipt_gives_read_the_simulated_env():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..status import ErrorCode
 from .base import ConfigError, HmacReceipts, Provider, ProviderError, ReceiptEvent, Sent
 
-_TOKEN = re.compile(r"^(fail)(\d*)$|^(reject|read|delete|silent)$")
+_TOKEN = re.compile(r"^(fail)(\d*)$|^(reject|read|delete|click|silent)$")
 
 # Simulator receipt words -> our event kinds.
 RECEIPT_KINDS = {
@@ -23,6 +23,8 @@ RECEIPT_KINDS = {
     "deleted": "DELETED",
 }
 READ_ENV = {"os.name": "ios", "client": "relay-simulator"}
+# Where a simulated receiver clicks: a link of the simulator's own, never a real site.
+CLICK_LINK = "https://simulator.relay.invalid/click"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Behaviour:
     reject: bool = False
     read: bool = False
     delete: bool = False
+    click: bool = False
     silent: bool = False
 
     @classmethod
@@ -93,15 +96,17 @@ class SimulatorProvider(HmacReceipts, Provider):
             words = ["undelivered"]
         else:
             words = ["delivered"]
-            if behaviour.read or behaviour.delete:
+            if behaviour.read or behaviour.delete or behaviour.click:
                 words.append("read")
+            if behaviour.click:
+                words.append("clicked")
             if behaviour.delete:
                 words.append("deleted")
         return {
             "messageId": item.message.id,
             "attempt": item.attempt,
             "ref": item.provider_ref,
-            "events": [{"event": w} for w in words],
+            "events": [{"event": w, "link": CLICK_LINK} if w == "clicked" else {"event": w} for w in words],
         }
 
     def receipt_timeout(self, message) -> float | None:
@@ -118,12 +123,13 @@ class SimulatorProvider(HmacReceipts, Provider):
             message_id = str(payload["messageId"])
             attempt = int(payload["attempt"])
             words = [str(e["event"]) for e in payload["events"]]
+            links = [str(e.get("link") or "") for e in payload["events"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed simulator receipt: {exc}") from exc
         if attempt < 1:
             raise ValueError(f"malformed simulator receipt: attempt {attempt} (attempts count from 1)")
         events = []
-        for word in words:
+        for word, link in zip(words, links, strict=True):
             kind = RECEIPT_KINDS.get(word)
             if kind is None:
                 raise ValueError(f"unknown simulator receipt event {word!r}")
@@ -135,6 +141,7 @@ class SimulatorProvider(HmacReceipts, Provider):
                     error=ProviderError(ErrorCode.CHANNEL_UNKNOWN_ERROR, raw_code=word)
                     if kind == "FAILED" else None,
                     env=READ_ENV if kind == "READ" else None,
+                    link=link if kind == "INTERACTED" else "",
                 )
             )
         return events
