@@ -49,7 +49,7 @@ def channel_upsert(*, name: str, type: str | None = None, config: dict | None = 
         channel.type = type
     if config is not None:
         channel.config = config
-    channel.config = provider_class(channel.type).clean_config(channel.config, previous_config)
+    channel.config = provider_class(channel.type).configure(channel.config, previous_config)
     if max_attempts is not None:
         if max_attempts < 1:
             raise ValueError("max attempts must be at least 1")

@@ -1,8 +1,9 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from .models import ApiKey, Application, Channel, Message, MessageEvent, Receipt
 from .providers import PROVIDERS, ConfigError, provider_class
+from .providers.secrets import generated
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -33,12 +34,22 @@ class ChannelForm(forms.ModelForm):
         model = Channel
         fields = ["name", "type", "config", "max_attempts", "retry_delay", "enabled"]
 
+    made_secrets: set[str] = set()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:  # secrets are never rendered: saved back masked, they are kept
+            self.initial["config"] = provider_class(self.instance.type).shown(self.instance.config)
+
     def clean(self):
         cleaned = super().clean()
         if "type" in cleaned and "config" in cleaned:
             previous = self.instance.config if self.instance.pk else None
+            provider = provider_class(cleaned["type"])
             try:
-                cleaned["config"] = provider_class(cleaned["type"]).clean_config(cleaned["config"], previous)
+                given = cleaned["config"]
+                cleaned["config"] = provider.configure(given, previous)
+                self.made_secrets = generated(given, previous, cleaned["config"], provider.SECRET_KEYS)
             except ConfigError as exc:
                 self.add_error("config", str(exc))
         return cleaned
@@ -50,6 +61,12 @@ class ChannelAdmin(admin.ModelAdmin):
     list_display = ["name", "type", "enabled", "max_attempts", "retry_delay", "updated_at"]
     list_filter = ["type", "enabled"]
     search_fields = ["name"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        for key in sorted(form.made_secrets):  # the one time a secret Relay made is shown
+            self.message_user(request, f"{key} of {obj.name}: {obj.config[key]} (shown this once)",
+                              messages.WARNING)
 
 
 class MessageEventInline(admin.TabularInline):

@@ -10,6 +10,7 @@ from rest_framework import serializers
 from ..models import Channel, Message
 from ..payloads import event_payload
 from ..providers import PROVIDERS, ConfigError, provider_class
+from ..providers.secrets import generated
 
 MAX_FALLBACK_DEPTH = 5
 
@@ -149,10 +150,19 @@ class ChannelSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs):
         channel_type = attrs.get("type") or (self.instance.type if self.instance else None)
-        config = attrs.get("config", self.instance.config if self.instance else {})
+        previous = self.instance.config if self.instance else None
+        config = attrs.get("config", previous or {})
+        provider = provider_class(channel_type)
         try:
-            attrs["config"] = provider_class(channel_type).clean_config(
-                config, self.instance.config if self.instance else None)
+            attrs["config"] = provider.configure(config, previous)
         except ConfigError as exc:
             raise serializers.ValidationError({"config": [str(exc)]}) from exc
+        # A secret Relay makes is shown once, in the answer to the request that made it.
+        self._made_secrets = generated(config, previous, attrs["config"], provider.SECRET_KEYS)
         return attrs
+
+    def to_representation(self, channel):
+        data = super().to_representation(channel)
+        data["config"] = provider_class(channel.type).shown(
+            channel.config, reveal=getattr(self, "_made_secrets", ()))
+        return data

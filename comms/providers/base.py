@@ -7,11 +7,12 @@ implement `send`; those with receipts implement `parse_receipt`; the rest has de
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ..status import ErrorCode
+from . import secrets as config_secrets
 
 if TYPE_CHECKING:
     from ..models import Channel, Message
@@ -63,9 +64,22 @@ class Sent:
 
 class Provider:
     type: ClassVar[str]
+    # Config keys that are write-only (see secrets): "password", or "credentials.*".
+    SECRET_KEYS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, channel: "Channel"):
         self.channel = channel
+
+    @classmethod
+    def configure(cls, config: dict, previous: dict | None = None) -> dict:
+        """What a create or update stores: the secrets it omits (or gives back masked)
+        kept from `previous`, then validated by clean_config. Raises ConfigError."""
+        return cls.clean_config(config_secrets.kept(config, previous, cls.SECRET_KEYS), previous)
+
+    @classmethod
+    def shown(cls, config: dict, *, reveal: Collection[str] = ()) -> dict:
+        """The config as the API, the admin and commands may show it: secrets masked."""
+        return config_secrets.masked(config, cls.SECRET_KEYS, reveal=reveal)
 
     @classmethod
     def clean_config(cls, config: dict, previous: dict | None = None) -> dict:
@@ -112,6 +126,7 @@ class HmacReceipts:
     by the channel's `receiptSecret` (generated when the channel is configured)."""
 
     SIGNATURE_HEADER = "X-Relay-Signature"
+    SECRET_KEYS = ("receiptSecret",)
 
     @staticmethod
     def with_receipt_secret(config: dict, previous: dict | None = None) -> dict:

@@ -3,6 +3,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from comms.accounts import channel_upsert
+from comms.models import Channel
+from comms.providers import provider_class
+from comms.providers.secrets import generated
 
 
 class Command(BaseCommand):
@@ -25,6 +28,7 @@ class Command(BaseCommand):
             except json.JSONDecodeError as exc:
                 raise CommandError(f"--config is not valid JSON: {exc}") from exc
         enabled = True if options["enable"] else (False if options["disable"] else None)
+        previous = Channel.objects.filter(name=options["name"]).values_list("config", flat=True).first()
         try:
             channel, created = channel_upsert(
                 name=options["name"], type=options["type"], config=config,
@@ -33,8 +37,11 @@ class Command(BaseCommand):
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        provider = provider_class(channel.type)
+        # Secrets are shown masked, but for one Relay has just made (the only time it is shown).
+        made = generated(config or {}, previous, channel.config, provider.SECRET_KEYS)
         self.stdout.write(
             f"{'Created' if created else 'Updated'} channel {channel.name} ({channel.type}): "
             f"maxAttempts={channel.max_attempts} retryDelay={channel.retry_delay}s "
-            f"enabled={channel.enabled} config={json.dumps(channel.config)}"
+            f"enabled={channel.enabled} config={json.dumps(provider.shown(channel.config, reveal=made), ensure_ascii=False)}"
         )
