@@ -59,6 +59,8 @@ def send_attempts(message_ids: Sequence[str], *, now: datetime | None = None) ->
                 attempt=attempt,
                 after_sent=False,
             )
+    for provider in providers.values():
+        provider.close()
     record_sent(sent, providers, timezone.now())
     return len(messages)
 

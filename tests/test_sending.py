@@ -28,14 +28,15 @@ PHONE = "+447700900123"
 class Relay:
     """What the workers would do, one call at a time."""
 
-    def __init__(self, application, published, capture):
+    def __init__(self, application, published, capture, *, content: dict = CONTENT):
         self.application = application
         self.published = published
         self.capture = capture
+        self.content = content
         self._receipts_taken = 0
 
     def submit(self, channel: Channel, receiver: str, *, fallback: dict | None = None) -> Message:
-        data = {"channel": channel, "receiver": receiver, "content": CONTENT}
+        data = {"channel": channel, "receiver": receiver, "content": self.content}
         if fallback:
             data["fallback"] = fallback
         with self.capture(execute=True):

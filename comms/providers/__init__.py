@@ -1,9 +1,10 @@
 from .base import ConfigError, Provider, ProviderError, ReceiptEvent, Sent
+from .email import EmailProvider
 from .http_gateway import HttpGatewayProvider
 from .simulator import SimulatorProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
-    cls.type: cls for cls in [SimulatorProvider, HttpGatewayProvider]
+    cls.type: cls for cls in [SimulatorProvider, HttpGatewayProvider, EmailProvider]
 }
 
 

@@ -100,6 +100,9 @@ class Provider:
     def after_sent(self, sent: list[Sent]) -> None:
         """Called once the SENT transitions have committed."""
 
+    def close(self) -> None:
+        """Called when a task is done with this provider (a connection it kept, say)."""
+
     def receipt_timeout(self, message: "Message") -> float | None:
         """Seconds after SENT to ask `poll` about a message still waiting for a receipt."""
         return None
