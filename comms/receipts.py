@@ -22,6 +22,9 @@ from .status import SENDABLE, Status
 log = logging.getLogger(__name__)
 
 FEEDBACK_OR_DELIVERED = {"DELIVERED", "READ", "INTERACTED", "DELETED"}
+# A status a provider reports that changes nothing here (Twilio's "sent" after our SENT, an
+# ESP's "deferred"): recorded on the receipt, applied to nothing.
+NOTED = "NOTED"
 
 
 @dataclass
@@ -121,6 +124,8 @@ def _apply_in_steps(items: list[_Pending]) -> None:
             if step >= len(item.events):
                 continue
             event = item.events[step]
+            if event.kind == NOTED:
+                continue
             if event.kind == "FAILED":
                 if attempt_failed(item.message, event.error,
                                   attempt=item.message.attempts if event.attempt is None else event.attempt,

@@ -185,6 +185,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Relay --------------------------------------------------------------------------------
+# The public base URL providers are told to call back (Twilio signs exactly this URL, so
+# behind a proxy it must be the outside address, not what the request's Host says).
+RELAY_PUBLIC_URL = env.str("RELAY_PUBLIC_URL", default="http://localhost:8000")
 # A claimed attempt is the claimer's for this long; it must outlast the task's hard limit.
 RELAY_CLAIM_LEASE = env.float("RELAY_CLAIM_LEASE", default=45.0)
 # Dispatched work not claimed within this long is dispatched again by the sweeper.

@@ -1,5 +1,7 @@
 """The inbound door for provider receipts: the channel's provider authenticates each one."""
 
+from urllib.parse import parse_qsl
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -35,7 +37,10 @@ class ReceiptView(APIView):
             return Response(error_body("bad_signature", "The receipt's signature does not verify."),
                             status=status.HTTP_401_UNAUTHORIZED)
         try:
-            payload = loads(body.decode("utf-8"))
+            if request.content_type == "application/x-www-form-urlencoded":  # Twilio's callbacks
+                payload = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)))
+            else:
+                payload = loads(body.decode("utf-8"))
             receipt = receipt_process(channel=channel, payload=payload)
         except (ValueError, TypeError) as exc:  # JSON and Unicode errors are ValueErrors
             return Response(error_body("invalid_receipt", str(exc)), status=status.HTTP_400_BAD_REQUEST)

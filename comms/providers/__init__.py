@@ -2,9 +2,10 @@ from .base import ConfigError, Provider, ProviderError, ReceiptEvent, Sent
 from .email import EmailProvider
 from .http_gateway import HttpGatewayProvider
 from .simulator import SimulatorProvider
+from .twilio_sms import TwilioProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
-    cls.type: cls for cls in [SimulatorProvider, HttpGatewayProvider, EmailProvider]
+    cls.type: cls for cls in [SimulatorProvider, HttpGatewayProvider, EmailProvider, TwilioProvider]
 }
 
 
