@@ -1,7 +1,5 @@
 """The inbound door for provider receipts: the channel's provider authenticates each one."""
 
-from urllib.parse import parse_qsl
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -10,10 +8,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..models import Channel, Receipt
-from ..providers import provider_for
-from ..receipts import receipt_process
+from ..providers import ReceiptRefused, provider_for
+from ..receipts import ANSWER_ORDER, receipt_process
 from .errors import error_body
-from .parsers import loads
 
 ANSWERS = {
     Receipt.Outcome.APPLIED: (status.HTTP_200_OK, "applied"),
@@ -32,18 +29,17 @@ class ReceiptView(APIView):
         if channel is None:
             return Response(error_body("unknown_channel", f"No channel named {channel_name!r}."),
                             status=status.HTTP_404_NOT_FOUND)
-        body = request.body
-        if not provider_for(channel).authenticate_receipt(body, request.headers):
+        try:
+            payloads = provider_for(channel).receipt_payloads(request)
+            if not payloads:
+                raise ValueError("the request carries no receipt")
+            answered = [receipt_process(channel=channel, payload=payload) for payload in payloads]
+        except ReceiptRefused:
             return Response(error_body("bad_signature", "The receipt's signature does not verify."),
                             status=status.HTTP_401_UNAUTHORIZED)
-        try:
-            if request.content_type == "application/x-www-form-urlencoded":  # Twilio's callbacks
-                payload = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)))
-            else:
-                payload = loads(body.decode("utf-8"))
-            receipt = receipt_process(channel=channel, payload=payload)
         except (ValueError, TypeError) as exc:  # JSON and Unicode errors are ValueErrors
             return Response(error_body("invalid_receipt", str(exc)), status=status.HTTP_400_BAD_REQUEST)
+        receipt = min(answered, key=lambda r: ANSWER_ORDER.index(r.outcome))
         if receipt.outcome == Receipt.Outcome.UNKNOWN_MESSAGE:
             return Response(error_body("unknown_message", "No message of this channel matches the receipt."),
                             status=status.HTTP_404_NOT_FOUND)

@@ -1,4 +1,4 @@
-from .base import ConfigError, Provider, ProviderError, ReceiptEvent, Sent
+from .base import ConfigError, Provider, ProviderError, ReceiptEvent, ReceiptRefused, Sent
 from .email import EmailProvider
 from .http_gateway import HttpGatewayProvider
 from .simulator import SimulatorProvider
@@ -21,6 +21,6 @@ def provider_for(channel) -> Provider:
 
 
 __all__ = [
-    "PROVIDERS", "ConfigError", "Provider", "ProviderError", "ReceiptEvent", "Sent",
+    "PROVIDERS", "ConfigError", "Provider", "ProviderError", "ReceiptEvent", "ReceiptRefused", "Sent",
     "provider_class", "provider_for",
 ]

@@ -10,7 +10,9 @@ import secrets
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
+from urllib.parse import parse_qsl
 
+from ..jsonstore import loads
 from ..status import ErrorCode
 from . import secrets as config_secrets
 
@@ -35,6 +37,10 @@ class ProviderError(Exception):
 
 class ConfigError(ValueError):
     """A channel's config does not fit its provider."""
+
+
+class ReceiptRefused(Exception):
+    """An inbound receipt request does not come from the channel's provider (401)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,21 @@ class Provider:
 
     def poll(self, messages: Iterable["Message"]) -> None:
         """Ask the provider again about messages whose receipt is overdue."""
+
+    def receipt_payloads(self, request) -> list[dict]:
+        """The receipts an inbound request to the channel's receipts URL carries.
+
+        Raises ReceiptRefused unless it comes from this provider, ValueError if it cannot be
+        read. By default the body is authenticated as a whole, and is one JSON (or, from
+        providers that post forms, form-encoded) receipt; a provider whose own library reads
+        its webhooks overrides this.
+        """
+        body = request.body
+        if not self.authenticate_receipt(body, request.headers):
+            raise ReceiptRefused
+        if request.content_type == "application/x-www-form-urlencoded":  # Twilio's callbacks
+            return [dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)))]
+        return [loads(body.decode("utf-8"))]
 
     def authenticate_receipt(self, body: bytes, headers: Mapping[str, str]) -> bool:
         """Whether an inbound receipt request really comes from this provider."""
