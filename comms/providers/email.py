@@ -1,23 +1,26 @@
-"""Email over SMTP, sent with Django's email framework (`EmailMultiAlternatives`).
+"""Email, sent with Django's email framework (`EmailMultiAlternatives`): over SMTP, or through
+any ESP django-anymail ships (see esp).
 
-One SMTP connection per channel and task, opened on the first message and reused for the
-rest. The server's acceptance is SENT; with no receipt to come, DELIVERED follows at once
-unless `acceptedIsDelivered` is false. Replies map by table: 5xx is permanent, 4xx and lost
-connections are temporary. Relay's message id travels in `X-Relay-Message-Id` and in the
-Message-ID, so an operator can trace a bounce back to its message.
+One connection per channel and task, opened on the first message and reused for the rest.
+Over SMTP the server's acceptance is SENT; with no receipt to come, DELIVERED follows at once
+unless `acceptedIsDelivered` is false, and replies map by table: 5xx is permanent, 4xx and
+lost connections are temporary. Through an ESP, its message id is the reference and its
+tracking webhooks bring the rest. Relay's message id travels in `X-Relay-Message-Id` (and over
+SMTP in the Message-ID), so an operator can trace a bounce back to its message.
 """
 
 import smtplib
 import ssl
 from collections.abc import Iterable
 
+from anymail.exceptions import AnymailError
 from django.core.mail import EmailMultiAlternatives, get_connection
 
 from ..status import ErrorCode
-from .base import ConfigError, Provider, ProviderError, ReceiptEvent, Sent
+from . import esp
+from .base import ConfigError, Provider, ProviderError, ReceiptEvent, ReceiptRefused, Sent
 
 SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
-BACKENDS = ["smtp"]  # Anymail's ESPs join this list with their own tracking webhooks
 
 # (SMTP stage, reply class) -> (our code, permanent). A refused recipient is the receiver's
 # problem; a refused sender or message is the channel's verdict on this message; anything
@@ -62,8 +65,12 @@ class EmailProvider(Provider):
     @classmethod
     def clean_config(cls, config: dict, previous: dict | None = None) -> dict:
         config = dict(super().clean_config(config))
-        if config.get("backend") not in BACKENDS:
-            raise ConfigError(f"backend must be one of {BACKENDS}")
+        if not isinstance(config.get("backend"), str) or not config["backend"]:
+            raise ConfigError("backend is required: smtp, or an ESP's Anymail name (postmark, sendgrid, ...)")
+        if not isinstance(config.get("from"), str) or "@" not in config["from"]:
+            raise ConfigError("from is required: an email address")
+        if config["backend"] != "smtp":
+            return esp.clean_config(config)
         for key in ("host", "from"):
             if not isinstance(config.get(key), str) or not config[key].strip():
                 raise ConfigError(f"{key} is required: a non-empty string")
@@ -93,7 +100,13 @@ class EmailProvider(Provider):
         super().__init__(channel)
         self._connection = None
 
+    @property
+    def _smtp(self) -> bool:
+        return self.channel.config.get("backend") == "smtp"
+
     def _open(self):
+        if self._connection is None and not self._smtp:
+            self._connection = esp.connection(self.channel.config)
         if self._connection is None:
             config = self.channel.config
             self._connection = get_connection(
@@ -108,19 +121,23 @@ class EmailProvider(Provider):
     def send(self, message, *, attempt: int) -> str:
         content = message.content or {}
         sender = message.sender or self.channel.config["from"]
-        message_id = f"<{message.id}.{attempt}@{sender.rpartition('@')[2].strip('> ')}>"
+        headers = {"X-Relay-Message-Id": message.id}
+        if self._smtp:
+            headers["Message-ID"] = f"<{message.id}.{attempt}@{sender.rpartition('@')[2].strip('> ')}>"
         email = EmailMultiAlternatives(
             subject=content.get("subject", ""), body=content.get("text", ""), from_email=sender,
-            to=[message.receiver], headers={"Message-ID": message_id, "X-Relay-Message-Id": message.id},
+            to=[message.receiver], headers=headers,
         )
         if content.get("html"):
             email.attach_alternative(content["html"], "text/html")
         try:
             self._open().send_messages([email])
+        except AnymailError as exc:
+            raise esp.error_for(exc) from exc
         except OSError as exc:  # smtplib.SMTPException and TimeoutError are OSErrors
             self.close()  # whatever state it was left in, the next message starts afresh
             raise error_for(exc) from exc
-        return message_id
+        return headers["Message-ID"] if self._smtp else esp.reference(email)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -133,7 +150,7 @@ class EmailProvider(Provider):
     # --- no receipt comes from an SMTP server: acceptance is delivery, when so configured ---
 
     def after_sent(self, sent: list[Sent]) -> None:
-        if not self.channel.config.get("acceptedIsDelivered", True):
+        if not self._smtp or not self.channel.config.get("acceptedIsDelivered", True):
             return
         from ..tasks import process_receipts
 
@@ -142,12 +159,19 @@ class EmailProvider(Provider):
 
     def receipt_timeout(self, message) -> float | None:
         # If the DELIVERED that follows acceptance was lost (a flushed broker), say it again.
-        return 30.0 if self.channel.config.get("acceptedIsDelivered", True) else None
+        return 30.0 if self._smtp and self.channel.config.get("acceptedIsDelivered", True) else None
 
     def poll(self, messages: Iterable) -> None:
         self.after_sent([Sent(m, m.attempts, m.provider_ref) for m in messages])
 
+    def receipt_payloads(self, request) -> list[dict]:
+        if self._smtp:
+            raise ReceiptRefused  # an SMTP channel takes no receipts from outside
+        return esp.receipt_payloads(self.channel.config, request)
+
     def parse_receipt(self, payload: dict) -> list[ReceiptEvent]:
+        if not self._smtp:
+            return esp.parse_receipt(payload)
         try:
             message_id, attempt = str(payload["messageId"]), int(payload["attempt"])
         except (KeyError, TypeError, ValueError) as exc:
