@@ -7,8 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from rest_framework.test import APIClient
@@ -18,6 +16,7 @@ from comms.models import Message
 from comms.providers import ConfigError, ProviderError
 from comms.providers.email import EmailProvider
 from comms.status import ErrorCode, Status
+from tests.doubles import JsonApi
 from tests.test_sending import Relay, codes, fresh
 
 pytestmark = pytest.mark.django_db
@@ -33,36 +32,23 @@ class PostmarkDouble:
     def __init__(self):
         self.requests: list[tuple[dict, dict]] = []
         self.answers: list[tuple[int, dict]] = []
-        double = self
+        self.api = JsonApi(self._answer).start()
+        self.url = self.api.url + "/"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                double.requests.append((dict(self.headers), body))
-                status, answer = double.answers.pop(0) if double.answers else (200, {
-                    "To": body["To"], "SubmittedAt": "2026-11-23T10:00:00Z", "MessageID": POSTMARK_ID,
-                    "ErrorCode": 0, "Message": "OK"})
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, path: str, headers: dict, raw: bytes) -> tuple[int, dict]:
+        body = json.loads(raw)
+        self.requests.append((headers, body))
+        if self.answers:
+            return self.answers.pop(0)
+        return 200, {"To": body["To"], "SubmittedAt": "2026-11-23T10:00:00Z", "MessageID": POSTMARK_ID,
+                     "ErrorCode": 0, "Message": "OK"}
 
 
 @pytest.fixture
 def postmark():
     double = PostmarkDouble()
     yield double
-    double.server.shutdown()
-    double.server.server_close()
+    double.api.stop()
 
 
 def esp_channel(backend="postmark", name="esp", **extra):

@@ -9,13 +9,13 @@ The receiver number steers the outcome, as Twilio's magic test numbers do:
 anything else is delivered, and WhatsApp messages are read as well.
 """
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
 import requests
 from twilio.request_validator import RequestValidator
+
+from tests.doubles import JsonApi
 
 INVALID = "+15005550001"
 UNREACHABLE = "+15005550002"
@@ -28,24 +28,8 @@ class TwilioDouble:
         self.created: list[dict] = []
         self.callbacks: list[tuple[dict, int]] = []  # (params, status Relay answered)
         self._lock = threading.Lock()
-        double = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                form = dict(parse_qsl(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()))
-                status, body = double._create(form)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self.api = JsonApi(lambda path, headers, body: self._create(dict(parse_qsl(body.decode()))))
+        self.url = self.api.url
 
     def _create(self, form: dict) -> tuple[int, dict]:
         number = form["To"].removeprefix("whatsapp:")
@@ -71,9 +55,8 @@ class TwilioDouble:
                 self.callbacks.append((params, answer.status_code))
 
     def __enter__(self) -> "TwilioDouble":
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.api.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.api.stop()
