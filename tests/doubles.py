@@ -1,8 +1,9 @@
-"""A local JSON API on 127.0.0.1 for doubles of providers' APIs: each POST is answered with
+"""Local doubles of providers' APIs on 127.0.0.1. JsonApi answers each POST with
 what `answer(path, headers, body)` returns, as (status, JSON object)."""
 
 import json
 import threading
+import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,3 +36,25 @@ class JsonApi:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+POSTMARK_ID = "0a129aee-e1cd-480d-b08d-4f48548ff48d"  # the first message's id; then one more each
+
+
+class PostmarkDouble:
+    """Answers POST /email as Postmark's API does; `answers` scripts (status, body)."""
+
+    def __init__(self):
+        self.requests: list[tuple[dict, dict]] = []
+        self.answers: list[tuple[int, dict]] = []
+        self.api = JsonApi(self._answer).start()
+        self.url = self.api.url + "/"
+
+    def _answer(self, path: str, headers: dict, raw: bytes) -> tuple[int, dict]:
+        body = json.loads(raw)
+        self.requests.append((headers, body))
+        if self.answers:
+            return self.answers.pop(0)
+        message_id = str(uuid.UUID(int=uuid.UUID(POSTMARK_ID).int + len(self.requests) - 1))
+        return 200, {"To": body["To"], "SubmittedAt": "2026-11-23T10:00:00Z", "MessageID": message_id,
+                     "ErrorCode": 0, "Message": "OK"}

@@ -16,32 +16,13 @@ from comms.models import Message
 from comms.providers import ConfigError, ProviderError
 from comms.providers.email import EmailProvider
 from comms.status import ErrorCode, Status
-from tests.doubles import JsonApi
+from tests.doubles import POSTMARK_ID, PostmarkDouble
 from tests.test_sending import Relay, codes, fresh
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "relay:hook-password-1234"
 SIGNING_KEY = "mailgun-webhook-signing-key"
-POSTMARK_ID = "0a129aee-e1cd-480d-b08d-4f48548ff48d"
-
-
-class PostmarkDouble:
-    """Answers POST /email as Postmark's API does; `answers` scripts (status, body)."""
-
-    def __init__(self):
-        self.requests: list[tuple[dict, dict]] = []
-        self.answers: list[tuple[int, dict]] = []
-        self.api = JsonApi(self._answer).start()
-        self.url = self.api.url + "/"
-
-    def _answer(self, path: str, headers: dict, raw: bytes) -> tuple[int, dict]:
-        body = json.loads(raw)
-        self.requests.append((headers, body))
-        if self.answers:
-            return self.answers.pop(0)
-        return 200, {"To": body["To"], "SubmittedAt": "2026-11-23T10:00:00Z", "MessageID": POSTMARK_ID,
-                     "ErrorCode": 0, "Message": "OK"}
 
 
 @pytest.fixture
