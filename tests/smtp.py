@@ -11,11 +11,14 @@ without it would refuse.
 """
 
 import email
+import logging
 import socket
 from dataclasses import dataclass
 from email.message import Message
 
 from aiosmtpd.controller import Controller
+
+logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,14 @@
 server on loopback, and Twilio messages to a local double of its API that calls back, signed,
 into a live Relay server."""
 
+import base64
+
 import pytest
+from rest_framework.test import APIClient
 
 from comms.accounts import application_create, channel_upsert
 from comms.status import Status
+from tests.doubles import PostmarkDouble
 from tests.smtp import SmtpServer
 from tests.test_integration import event_codes, submit, wait_for
 from tests.twilio_double import INVALID, UNREACHABLE, TwilioDouble
@@ -82,3 +86,23 @@ def test_twilio_sms_and_whatsapp_through_a_double_that_calls_back_signed(live_se
     assert event_codes(retried.id) == ["QUEUED", "SENT", "DELIVERY_RETRIED", "SENT", "DELIVERY_FAILED"]
     assert event_codes(refused.id) == ["QUEUED", "DELIVERY_FAILED"]
     assert {status for _, status in twilio.callbacks} <= {200, 202}
+
+
+def test_an_esp_email_is_sent_then_moved_by_its_webhooks_with_a_real_worker():
+    application, _ = application_create(name="it")
+    postmark = PostmarkDouble()
+    try:
+        config = {"backend": "postmark", "from": "noreply@acme.example", "apiBaseUrl": postmark.url,
+                  "credentials": {"server_token": "t"}, "webhookSecret": "relay:hook-password"}
+        channel, _ = channel_upsert(name="it-esp", type="email", config=config)
+        message = wait_for(submit(application, channel, "ann@example.com").id, {Status.SENT})
+        auth = "Basic " + base64.b64encode(b"relay:hook-password").decode()
+        record = {"RecordType": "Delivery", "MessageID": message.provider_ref, "Recipient": "ann@example.com",
+                  "DeliveredAt": "2026-11-23T10:00:05Z"}
+
+        answer = APIClient().post("/api/v1/receipts/it-esp", record, format="json", HTTP_AUTHORIZATION=auth)
+
+        assert answer.status_code == 200
+        assert event_codes(wait_for(message.id, {Status.DELIVERED}).id) == ["QUEUED", "SENT", "DELIVERED"]
+    finally:
+        postmark.api.stop()
