@@ -1,6 +1,8 @@
 """Request and response shapes, camelCase like the payloads. Validation only: the views
 hand validated data to services."""
 
+import json
+
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -40,6 +42,16 @@ class ChannelNameField(serializers.Field):
         return value.name
 
 
+def checked_context(value: dict) -> dict:
+    """A context no larger, serialized, than RELAY_MAX_CONTEXT_BYTES."""
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > settings.RELAY_MAX_CONTEXT_BYTES:
+        raise serializers.ValidationError(
+            f"At most {settings.RELAY_MAX_CONTEXT_BYTES} bytes serialized (this one is {size}): "
+            "it is echoed in every webhook.")
+    return value
+
+
 class ContentSerializer(serializers.Serializer):
     text = serializers.CharField(max_length=100_000, trim_whitespace=False)
     html = serializers.CharField(required=False, max_length=500_000, trim_whitespace=False)
@@ -58,6 +70,9 @@ class MessageInputSerializer(serializers.Serializer):
         required=False, allow_null=True,
         help_text="Another message of this same shape, started if this one fails or expires.",
     )
+
+    def validate_context(self, value):
+        return checked_context(value)
 
     def validate_fallback(self, value):
         if value is None:
@@ -83,6 +98,22 @@ class BatchInputSerializer(serializers.Serializer):
         child=serializers.DictField(), min_length=1, max_length=settings.RELAY_BATCH_MAX
     )
     context = serializers.DictField(required=False)
+
+    def validate_context(self, value):
+        return checked_context(value)
+
+    def validate(self, attrs):
+        """The batch's context is merged under each message's own: the sum must fit too."""
+        shared = attrs.get("context") or {}
+        errors = {}
+        for index, item in enumerate(attrs["messages"]):
+            try:
+                checked_context({**shared, **(item.get("context") or {})})
+            except serializers.ValidationError as exc:
+                errors[str(index)] = {"context": exc.detail}
+        if errors:
+            raise serializers.ValidationError({"messages": errors})
+        return attrs
 
     def validate_messages(self, items):
         """All or nothing: errors are keyed by the item's index."""

@@ -6,7 +6,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,6 +15,7 @@ from ..models import Channel, Message
 from ..submission import message_submit, message_submit_batch
 from .errors import error_body
 from .filters import MessageFilter
+from .pagination import NewestFirst
 from .permissions import IsAdminApplication
 from .serializers import (
     BatchInputSerializer,
@@ -27,13 +27,6 @@ from .serializers import (
 )
 
 IDEMPOTENCY_KEY_MAX = Message._meta.get_field("idempotency_key").max_length
-
-
-class NewestFirst(CursorPagination):
-    ordering = "-created_at"
-    page_size = 50
-    max_page_size = 500
-    page_size_query_param = "pageSize"
 
 
 class MessageListCreateView(generics.ListAPIView):

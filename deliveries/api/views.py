@@ -5,9 +5,10 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from comms.api.pagination import NewestFirst
 
 from .. import services
 from ..models import Delivery, DeliveryAttempt, Subscription
@@ -17,13 +18,6 @@ from .serializers import (
     SubscriptionSerializer,
     SubscriptionWithSecretSerializer,
 )
-
-
-class NewestFirst(CursorPagination):
-    ordering = "-created_at"
-    page_size = 50
-    max_page_size = 500
-    page_size_query_param = "pageSize"
 
 
 class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,

@@ -1,0 +1,86 @@
+"""Bad input is answered with a 400 naming the field, never a 500 and never silently
+accepted: time zone offsets, page sizes, and the size of `context`."""
+
+from datetime import timedelta, timezone
+
+import pytest
+
+from comms.models import Message
+from deliveries.services import subscription_create
+from tests.test_api_messages import body, post
+
+pytestmark = pytest.mark.django_db
+
+
+# --- time zone offsets ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("param, value", [("createdAfter", "2026-01-01T00:00:00+18:03"),
+                                          ("createdBefore", "2026-01-01T00:00:00-17:00"),
+                                          ("createdAfter", "2026-01-01T00:00:00+14:00")])
+def test_any_offset_python_reads_is_compared_in_utc(api, param, value):
+    response = api.get("/api/v1/messages", {param: value})
+
+    assert response.status_code == 200, response.content
+
+
+def test_an_offset_names_the_same_instant_as_in_utc(api, channel):
+    message = Message.objects.get(id=post(api, body(channel="sim")).json()["id"])
+    a_second_before = (message.created_at - timedelta(seconds=1)).astimezone(timezone(timedelta(hours=18, minutes=3)))
+
+    found = api.get("/api/v1/messages", {"createdAfter": a_second_before.isoformat()}).json()["results"]
+
+    assert [m["id"] for m in found] == [message.id]
+
+
+# --- page sizes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", ["false", "-5", "0", "501", "1000", "1.5", ""])
+def test_a_page_size_outside_1_to_500_is_a_400(api, size):
+    response = api.get("/api/v1/messages", {"pageSize": size})
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["pageSize"])
+
+
+@pytest.mark.parametrize("size", ["1", "500"])
+def test_a_page_size_within_bounds_is_taken(api, size):
+    assert api.get("/api/v1/messages", {"pageSize": size}).status_code == 200
+
+
+def test_the_deliveries_list_checks_its_page_size_too(api, application, local_receivers_allowed):
+    sub = subscription_create(application=application, url="http://127.0.0.1:9/hook")
+
+    response = api.get(f"/api/v1/subscriptions/{sub.id}/deliveries", {"pageSize": "-1"})
+
+    assert response.status_code == 400
+
+
+# --- context size ----------------------------------------------------------------------------
+
+
+def test_a_context_over_the_limit_is_a_400_and_creates_nothing(api, channel, settings):
+    settings.RELAY_MAX_CONTEXT_BYTES = 100
+
+    response = post(api, body(channel="sim", context={"blob": "x" * 200}))
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["context"])
+    assert not Message.objects.exists()
+
+
+def test_a_context_within_the_limit_is_taken(api, channel, settings):
+    settings.RELAY_MAX_CONTEXT_BYTES = 100
+
+    assert post(api, body(channel="sim", context={"blob": "x" * 50})).status_code == 202
+
+
+def test_a_batch_context_merged_into_an_item_must_fit_too(api, channel, settings):
+    settings.RELAY_MAX_CONTEXT_BYTES = 100
+    item = body(channel="sim", context={"mine": "y" * 45})
+
+    response = api.post("/api/v1/messages/batch", {"messages": [item], "context": {"shared": "z" * 45}},
+                        format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["errors"]["messages"]["0"]) == ["context"]
+    assert not Message.objects.exists()
