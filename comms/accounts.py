@@ -68,9 +68,17 @@ DEMO_NAME = "demo"
 
 
 def demo_bootstrap() -> str | None:
-    """On an empty database: a demo application and simulator channel. Returns the new key."""
+    """On an empty database: a demo application (not an admin: it sends and subscribes, but
+    cannot change channels) and a simulator channel. Returns the new key."""
     if Application.objects.exists():
         return None
     channel_upsert(name=DEMO_NAME, type="simulator", max_attempts=3, retry_delay=2)
-    _, raw_key = application_create(name=DEMO_NAME, is_admin=True)
+    _, raw_key = application_create(name=DEMO_NAME)
     return raw_key
+
+
+def admin_application_create() -> tuple[Application, str]:
+    """A new admin application (it may manage channels), named admin, admin-2, ..."""
+    taken = set(Application.objects.filter(name__startswith="admin").values_list("name", flat=True))
+    name = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, len(taken) + 3))) if n not in taken)
+    return application_create(name=name, is_admin=True)

@@ -165,3 +165,42 @@ def test_createchannel_output_shows_the_resulting_config_as_json():
 
     config = json.loads(lines[-1].split("config=", 1)[1])
     assert config == Channel.objects.get(name="sms").config
+
+
+# --- runplatform: the demo key is not an admin key; loopback while DEBUG ---------------------
+
+
+def key_on(lines: list[str], label: str) -> str:
+    (line,) = [line for line in lines if line.startswith(label)]
+    return line.removeprefix(label).strip()
+
+
+def test_the_demo_key_cannot_manage_channels():
+    demo_key = key_on(run("runplatform", "--no-serve"), "API key:")
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {demo_key}")
+
+    assert client.get("/api/v1/messages").status_code == 200
+    assert client.get("/api/v1/channels").status_code == 403
+    assert not Application.objects.filter(is_admin=True).exists()
+
+
+def test_an_admin_key_is_printed_only_when_asked_for():
+    lines = run("runplatform", "--no-serve", "--admin-key")
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key_on(lines, 'Admin API key:')}")
+
+    assert client.get("/api/v1/channels").status_code == 200
+    assert Application.objects.get(is_admin=True).name == "admin"
+
+
+@pytest.mark.parametrize(("debug", "given", "expected"), [
+    (True, None, "127.0.0.1"), (False, None, "0.0.0.0"), (True, "0.0.0.0", "0.0.0.0")])
+def test_web_listens_on_loopback_while_debug_is_on_unless_told(settings, debug, given, expected):
+    from comms.management.commands.runplatform import bind_address
+
+    settings.DEBUG = debug
+
+    assert bind_address(given) == expected
