@@ -84,3 +84,27 @@ def test_a_batch_context_merged_into_an_item_must_fit_too(api, channel, settings
     assert response.status_code == 400
     assert list(response.json()["errors"]["messages"]["0"]) == ["context"]
     assert not Message.objects.exists()
+
+
+# --- not found, not allowed: the API's error shape ---------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/messages/x/y/z", "/api/v2/messages", "/api/"])
+def test_a_path_under_the_api_that_names_no_endpoint_is_a_json_404(api, path):
+    response = api.get(path)
+
+    assert (response.status_code, response["Content-Type"]) == (404, "application/json")
+    assert response.json()["code"] == "not_found"
+
+
+def test_an_unknown_id_is_a_404_that_says_so(api):
+    response = api.get("/api/v1/messages/" + "0" * 32)
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found" and response.json()["message"]
+
+
+def test_a_method_an_endpoint_does_not_take_is_a_json_405(api):
+    response = api.delete("/api/v1/messages")
+
+    assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")

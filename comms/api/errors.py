@@ -1,5 +1,7 @@
 """One JSON error shape: {"code", "message", "errors"?: {field: [messages]}}."""
 
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -12,6 +14,11 @@ def error_body(code: str, message: str, errors=None) -> dict:
 
 
 def exception_handler(exc, context):
+    # Django's own exceptions carry no code or message of the API's: give them DRF's.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("No such resource, or not one of this application's.")
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -24,3 +31,8 @@ def exception_handler(exc, context):
         response.data = error_body(str(code), str(detail))
     return response
 
+
+
+def api_not_found(request, *args, **kwargs) -> JsonResponse:
+    """Any path under /api/ that names no endpoint: the API's error shape, not an HTML page."""
+    return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}."), status=404)
