@@ -4,7 +4,11 @@ accepted: time zone offsets, page sizes, and the size of `context`."""
 from datetime import timedelta, timezone
 
 import pytest
+from django.db import InterfaceError, OperationalError, ProgrammingError
+from kombu.exceptions import OperationalError as KombuOperationalError
 
+from comms import selectors
+from comms.api.auth import ApiKeyAuthentication
 from comms.models import Message
 from deliveries.services import subscription_create
 from tests.test_api_messages import body, post
@@ -108,3 +112,39 @@ def test_a_method_an_endpoint_does_not_take_is_a_json_405(api):
     response = api.delete("/api/v1/messages")
 
     assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")
+
+
+# --- outages: 503 JSON with Retry-After, never a 500 page -------------------------------------
+
+
+@pytest.mark.parametrize("outage", [OperationalError("server closed the connection unexpectedly"),
+                                    InterfaceError("connection already closed"),
+                                    KombuOperationalError("Error 111 connecting to 127.0.0.1:6379")])
+def test_an_outage_under_a_request_is_a_json_503_with_retry_after(api, monkeypatch, outage):
+    def down(*args, **kwargs):
+        raise outage
+
+    monkeypatch.setattr(selectors, "messages_of", down)
+
+    response = api.get("/api/v1/messages")
+
+    assert (response.status_code, response["Retry-After"], response.json()["code"]) == (503, "5", "unavailable")
+
+
+def test_an_outage_during_authentication_is_a_503_too(api, monkeypatch):
+    def down(*args, **kwargs):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(ApiKeyAuthentication, "authenticate", down)
+
+    assert api.get("/api/v1/messages").status_code == 503
+
+
+def test_a_programming_error_is_a_bug_not_an_outage(api, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ProgrammingError("relation does not exist")
+
+    monkeypatch.setattr(selectors, "messages_of", broken)
+    api.raise_request_exception = False
+
+    assert api.get("/api/v1/messages").status_code == 500

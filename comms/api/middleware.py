@@ -1,7 +1,13 @@
 import json
+import logging
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+log = logging.getLogger(__name__)
 
 
 class BodySizeLimitMiddleware:
@@ -20,3 +26,29 @@ class BodySizeLimitMiddleware:
             body = {"code": "payload_too_large", "message": f"The request body exceeds {limit} bytes."}
             return HttpResponse(json.dumps(body), status=413, content_type="application/json")
         return self.get_response(request)
+
+
+# What a lost database or broker raises: an outage to wait out, not a bug to report.
+# (A ProgrammingError or an IntegrityError is a bug or bad data, and stays a 500.)
+OUTAGES = (OperationalError, InterfaceError, KombuOperationalError, RedisConnectionError, ConnectionError)
+RETRY_AFTER_SECONDS = 5
+
+
+class OutageMiddleware:
+    """An API request that meets a database or broker outage is answered 503 JSON with
+    Retry-After (never a 500 page), and logged as one warning line, not a traceback."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not request.path.startswith("/api/") or not isinstance(exception, OUTAGES):
+            return None
+        log.warning("outage on %s %s: %s: %s", request.method, request.path,
+                    type(exception).__name__, str(exception).splitlines()[0] if str(exception) else "")
+        body = {"code": "unavailable", "message": "The service is briefly unavailable; try again shortly."}
+        return HttpResponse(json.dumps(body), status=503, content_type="application/json",
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
