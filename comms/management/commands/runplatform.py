@@ -1,11 +1,13 @@
 import os
 import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from comms.accounts import DEMO_NAME, admin_application_create, demo_bootstrap
+from comms.supervisor import Supervisor
 
 
 def bind_address(given: str | None) -> str:
@@ -17,7 +19,7 @@ def bind_address(given: str | None) -> str:
 class Command(BaseCommand):
     help = (
         "Migrate, create the demo application and channel on an empty database, then run "
-        "web, worker and beat from the Procfile (honcho) until interrupted."
+        "web, worker and beat from the Procfile until interrupted, restarting any that dies."
     )
 
     def add_arguments(self, parser):
@@ -56,12 +58,10 @@ class Command(BaseCommand):
         self.stdout.flush()
         if no_serve:
             return
-        os.environ["BIND"] = bind_address(bind)
-        os.chdir(settings.BASE_DIR)
         # The Procfile names gunicorn and celery: find them beside this interpreter.
         bin_dir = os.path.dirname(sys.executable)
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-        os.execvp(
-            sys.executable,
-            [sys.executable, "-m", "honcho", "start", "--port", str(port), "web", "worker", "beat"],
-        )
+        env = {**os.environ, "BIND": bind_address(bind), "PORT": str(port),
+               "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+        supervisor = Supervisor(Path(settings.BASE_DIR) / "Procfile", ["web", "worker", "beat"], env,
+                                out=self.stdout)
+        supervisor.run()
