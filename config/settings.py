@@ -204,6 +204,8 @@ RELAY_SEND_CHUNK = env.int("RELAY_SEND_CHUNK", default=50)
 RELAY_BATCH_MAX = 1000
 # The largest `context`, serialized: it is echoed in every webhook of every subscriber.
 RELAY_MAX_CONTEXT_BYTES = env.int("RELAY_MAX_CONTEXT_BYTES", default=16384)
+# The largest email body accepted, subject, text and html together (UTF-8 bytes).
+RELAY_MAX_EMAIL_BYTES = env.int("RELAY_MAX_EMAIL_BYTES", default=1_000_000)
 # A receipt that beats its attempt's SENT record is tried again this often, this many times.
 RELAY_RECEIPT_RETRIES = env.int("RELAY_RECEIPT_RETRIES", default=5)
 RELAY_RECEIPT_RETRY_DELAY = env.float("RELAY_RECEIPT_RETRY_DELAY", default=1.0)

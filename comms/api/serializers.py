@@ -90,6 +90,11 @@ class MessageInputSerializer(serializers.Serializer):
             raise serializers.ValidationError({"expiresAt": ["Must be later than sendAt."]})
         if expires_at and expires_at <= timezone.now():
             raise serializers.ValidationError({"expiresAt": ["Must be in the future."]})
+        channel = attrs["channel"]
+        problems = provider_class(channel.type).message_errors(
+            channel.config, receiver=attrs["receiver"], sender=attrs.get("sender", ""), content=attrs["content"])
+        if problems:
+            raise serializers.ValidationError(problems)
         return attrs
 
 

@@ -95,6 +95,12 @@ class Provider:
             raise ConfigError("config must be a JSON object")
         return config
 
+    @classmethod
+    def message_errors(cls, config: dict, *, receiver: str, sender: str, content: dict) -> dict:
+        """What in a message this channel cannot carry, keyed like the API's fields (see
+        addressing); empty when it fits. Checked at acceptance."""
+        return {}
+
     def send(self, message: "Message", *, attempt: int) -> str:
         """Hand one attempt to the provider and return its reference for it.
 

@@ -17,7 +17,7 @@ from anymail.exceptions import AnymailError
 from django.core.mail import EmailMultiAlternatives, get_connection
 
 from ..status import ErrorCode
-from . import esp
+from . import addressing, esp
 from .base import ConfigError, Provider, ProviderError, ReceiptEvent, ReceiptRefused, Sent
 
 SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
@@ -61,6 +61,14 @@ def error_for(exc: Exception) -> ProviderError:
 class EmailProvider(Provider):
     type = "email"
     SECRET_KEYS = ("password", "webhookSecret", "credentials.*")
+
+    @classmethod
+    def message_errors(cls, config, *, receiver, sender, content):
+        return addressing.merged(
+            addressing.email_address_errors("receiver", receiver),
+            addressing.email_address_errors("sender", sender, display_name=True) if sender else {},
+            addressing.email_size_errors(content),
+        )
 
     @classmethod
     def clean_config(cls, config: dict, previous: dict | None = None) -> dict:

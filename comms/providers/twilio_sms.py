@@ -18,6 +18,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from ..status import ErrorCode
+from . import addressing
 from .base import ConfigError, Provider, ProviderError, ReceiptEvent
 
 # Twilio error code -> (our code, permanent). Temporary ones are retried on the channel's
@@ -99,6 +100,15 @@ class TwilioProvider(Provider):
         if config.get("apiBaseUrl"):
             client.api.base_url = config["apiBaseUrl"]
         return client
+
+    @classmethod
+    def message_errors(cls, config, *, receiver, sender, content):
+        prefix = "whatsapp:" if config.get("whatsapp") else ""
+        return addressing.merged(
+            addressing.phone_number_errors("receiver", receiver, prefix=prefix),
+            addressing.sms_sender_errors("sender", sender, prefix=prefix) if sender else {},
+            addressing.sms_body_errors(content),
+        )
 
     def _address(self, number: str) -> str:
         whatsapp = self.channel.config.get("whatsapp")
