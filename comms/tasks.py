@@ -8,21 +8,22 @@ from django.utils import timezone
 
 from . import receipts, scheduling, sending, sweeper
 from .models import Channel
+from .outages import OutageTolerantTask
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="comms.send_messages")
+@shared_task(name="comms.send_messages", base=OutageTolerantTask)
 def send_messages(message_ids: list[str]) -> None:
     sending.send_attempts(message_ids)
 
 
-@shared_task(name="comms.start_scheduled")
+@shared_task(name="comms.start_scheduled", base=OutageTolerantTask)
 def start_scheduled(message_ids: list[str]) -> None:
     scheduling.start_due(message_ids, timezone.now())
 
 
-@shared_task(name="comms.process_receipts")
+@shared_task(name="comms.process_receipts", base=OutageTolerantTask)
 def process_receipts(channel_name: str, payloads: list[dict], tries: int = 0) -> None:
     channel = Channel.objects.filter(name=channel_name).first()
     if channel is None:
@@ -31,7 +32,7 @@ def process_receipts(channel_name: str, payloads: list[dict], tries: int = 0) ->
     receipts.receipts_process(channel=channel, payloads=payloads, tries=tries)
 
 
-@shared_task(name="comms.tasks.sweep")
+@shared_task(name="comms.tasks.sweep", base=OutageTolerantTask, retry_on_outage=False)
 def sweep() -> None:
     sweeper.sweep_due_work()
 

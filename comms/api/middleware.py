@@ -2,10 +2,9 @@ import json
 import logging
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
+
+from ..outages import OUTAGES, describe
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +27,6 @@ class BodySizeLimitMiddleware:
         return self.get_response(request)
 
 
-# What a lost database or broker raises: an outage to wait out, not a bug to report.
-# (A ProgrammingError or an IntegrityError is a bug or bad data, and stays a 500.)
-OUTAGES = (OperationalError, InterfaceError, KombuOperationalError, RedisConnectionError, ConnectionError)
 RETRY_AFTER_SECONDS = 5
 
 
@@ -47,8 +43,7 @@ class OutageMiddleware:
     def process_exception(self, request, exception):
         if not request.path.startswith("/api/") or not isinstance(exception, OUTAGES):
             return None
-        log.warning("outage on %s %s: %s: %s", request.method, request.path,
-                    type(exception).__name__, str(exception).splitlines()[0] if str(exception) else "")
+        log.warning("outage on %s %s: %s", request.method, request.path, describe(exception))
         body = {"code": "unavailable", "message": "The service is briefly unavailable; try again shortly."}
         return HttpResponse(json.dumps(body), status=503, content_type="application/json",
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
