@@ -137,6 +137,10 @@ BROKER_DIR = Path(env.str("RELAY_BROKER_DIR", default=str(VAR_DIR / ("test-broke
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem"):
     BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    # kombu's own filesystem transport lets a consumer read a half-written message and stop
+    # the worker (kombu #1551). An explicit transport outranks the URL's scheme in kombu, so
+    # it is set here only, never beside a Redis URL.
+    CELERY_BROKER_TRANSPORT = "config.fsbroker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR),
         "data_folder_out": str(BROKER_DIR),
