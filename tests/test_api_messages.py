@@ -323,10 +323,11 @@ def test_a_bad_list_filter_gets_400(api, channel, params):
     assert set(params) <= set(response.json()["errors"])
 
 
-def test_a_garbage_cursor_is_not_a_server_error(api, channel):
+def test_a_garbage_cursor_is_bad_input_naming_the_cursor(api, channel):
     api.raise_request_exception = False
+    response = api.get(BASE, {"cursor": "%%%garbage"})
 
-    assert api.get(BASE, {"cursor": "%%%garbage"}).status_code == 404
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["cursor"])
 
 
 def test_the_list_holds_only_the_applications_own_messages(api, application, other_app_and_key, channel):

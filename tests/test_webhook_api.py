@@ -351,9 +351,9 @@ def test_unknown_ids_get_404(api, path):
     assert response.status_code == 404
 
 
-def test_a_garbage_cursor_is_not_a_server_error(api, mine):
+def test_a_garbage_cursor_is_bad_input_naming_the_cursor(api, mine):
     api.raise_request_exception = False
 
     response = api.get(f"{BASE}/{mine.id}/deliveries", {"cursor": "%%%garbage"})
 
-    assert response.status_code == 404
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["cursor"])

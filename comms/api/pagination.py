@@ -1,7 +1,7 @@
 """Cursor pagination, newest first, with a page size the client may choose within bounds: a
 pageSize that is not a whole number from 1 to MAX_PAGE_SIZE is a 400, never silently ignored."""
 
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
 MAX_PAGE_SIZE = 500
@@ -20,3 +20,21 @@ class NewestFirst(CursorPagination):
         if not given.isdigit() or not 1 <= int(given) <= MAX_PAGE_SIZE:
             raise ValidationError({self.page_size_query_param: [f"Must be a whole number from 1 to {MAX_PAGE_SIZE}."]})
         return int(given)
+
+    def decode_cursor(self, request):
+        # A cursor the client garbled is bad input (400), not a missing resource (DRF's 404).
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError({self.cursor_query_param: ["Not a cursor this API gave out."]}) from None
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
+                                       "default": self.page_size}
+                parameter["description"] = f"Results per page, 1 to {MAX_PAGE_SIZE}."
+            elif parameter["name"] == self.cursor_query_param:
+                parameter["description"] = "The `next` or `previous` link's cursor."
+        return parameters

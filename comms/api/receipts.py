@@ -1,7 +1,7 @@
 """The inbound door for provider receipts: the channel's provider authenticates each one."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -11,6 +11,7 @@ from ..models import Channel, Receipt
 from ..providers import ReceiptRefused, provider_for
 from ..receipts import ANSWER_ORDER, receipt_process
 from .errors import error_body
+from .schema import ErrorSerializer, ReceiptAnswer
 
 ANSWERS = {
     Receipt.Outcome.APPLIED: (status.HTTP_200_OK, "applied"),
@@ -23,7 +24,17 @@ class ReceiptView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={
+            200: OpenApiResponse(ReceiptAnswer, description="applied, or ignored (a repeat, late or backwards)"),
+            202: OpenApiResponse(ReceiptAnswer, description="deferred: it beat the attempt's SENT record"),
+            401: OpenApiResponse(ErrorSerializer, description="The provider's signature does not verify."),
+            404: OpenApiResponse(ErrorSerializer, description="No such channel, or no message of it matches."),
+        },
+        description="Provider receipts. No API key: the channel's provider authenticates the request "
+                    "its own way (a signature header), and the body is the provider's own format.",
+    )
     def post(self, request, channel_name: str):
         channel = Channel.objects.filter(name=channel_name).first()
         if channel is None:

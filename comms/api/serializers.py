@@ -13,10 +13,12 @@ from ..models import Channel, Message
 from ..payloads import event_payload
 from ..providers import PROVIDERS, ConfigError, provider_class
 from ..providers.secrets import generated
+from ..status import ErrorCode, EventCode
 
 MAX_FALLBACK_DEPTH = 5
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class ChannelNameField(serializers.Field):
     """A channel by name. A batch passes every channel in `context["channels"]` so that
     1,000 items cost one query, not 1,000."""
@@ -58,6 +60,14 @@ class ContentSerializer(serializers.Serializer):
     subject = serializers.CharField(required=False, max_length=998)
 
 
+class FallbackField(serializers.DictField):
+    """A nested message, validated by MessageInputSerializer itself (validate_fallback)."""
+
+
+class MessageItemsField(serializers.ListField):
+    """A batch's items: plain objects here, each validated by one shared MessageInputSerializer."""
+
+
 class MessageInputSerializer(serializers.Serializer):
     channel = ChannelNameField()
     receiver = serializers.CharField(max_length=320)
@@ -66,7 +76,7 @@ class MessageInputSerializer(serializers.Serializer):
     context = serializers.DictField(required=False)
     sendAt = serializers.DateTimeField(source="send_at", required=False, allow_null=True)
     expiresAt = serializers.DateTimeField(source="expires_at", required=False, allow_null=True)
-    fallback = serializers.DictField(
+    fallback = FallbackField(
         required=False, allow_null=True,
         help_text="Another message of this same shape, started if this one fails or expires.",
     )
@@ -98,8 +108,13 @@ class MessageInputSerializer(serializers.Serializer):
         return attrs
 
 
+# Documented as what they are validated as (the classes exist only now: the shape is recursive).
+extend_schema_field(MessageInputSerializer)(FallbackField)
+extend_schema_field(MessageInputSerializer(many=True))(MessageItemsField)
+
+
 class BatchInputSerializer(serializers.Serializer):
-    messages = serializers.ListField(
+    messages = MessageItemsField(
         child=serializers.DictField(), min_length=1, max_length=settings.RELAY_BATCH_MAX
     )
     context = serializers.DictField(required=False)
@@ -137,11 +152,43 @@ class BatchInputSerializer(serializers.Serializer):
         return validated
 
 
+@extend_schema_field(ContentSerializer)
+class StoredContentField(serializers.JSONField):
+    """Content as stored (validated on the way in), documented with its shape."""
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class StoredObjectField(serializers.JSONField):
+    """A JSON object as stored, documented as an object (a bare JSONField is 'any value')."""
+
+
+class EventSerializer(serializers.Serializer):
+    """An event as webhooks carry it (comms.payloads): fields that do not apply are absent.
+    Documentation only: payloads are built by event_payload."""
+
+    id = serializers.CharField()
+    statusCode = serializers.ChoiceField(choices=EventCode.choices)
+    messageId = serializers.CharField()
+    channelName = serializers.CharField()
+    errorCode = serializers.ChoiceField(choices=ErrorCode.choices, required=False)
+    errorMessage = serializers.CharField(required=False)
+    fallbackTo = serializers.CharField(required=False)
+    env = serializers.DictField(required=False)
+    link = serializers.CharField(required=False)
+    context = StoredObjectField()
+    timeStamp = serializers.CharField(help_text="%Y-%m-%dT%H:%M:%S%z, e.g. 2021-07-13T20:17:56+0000")
+    sequence = serializers.IntegerField(help_text="Per message, from 1: receivers may order events by it.")
+
+
 class MessageSerializer(serializers.ModelSerializer):
     channel = serializers.CharField(source="channel.name")
-    sendAt = serializers.DateTimeField(source="send_at")
-    expiresAt = serializers.DateTimeField(source="expires_at")
-    fallbackTo = serializers.CharField(source="fallback_to_id", required=False)
+    content = StoredContentField()
+    context = StoredObjectField()
+    sendAt = serializers.DateTimeField(source="send_at", allow_null=True)
+    expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)
+    fallbackTo = serializers.CharField(
+        source="fallback_to_id", required=False,
+        help_text="The next message of the chain; absent when there is none.")
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 
@@ -165,7 +212,7 @@ class MessageDetailSerializer(MessageSerializer):
     class Meta(MessageSerializer.Meta):
         fields = [*MessageSerializer.Meta.fields, "events"]
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(EventSerializer(many=True))
     def get_events(self, message):
         return [event_payload(e, message, message.channel.name) for e in message.events.all()]
 

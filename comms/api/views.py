@@ -2,8 +2,7 @@
 
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -17,6 +16,7 @@ from .errors import error_body
 from .filters import MessageFilter
 from .pagination import NewestFirst
 from .permissions import IsAdminApplication
+from .schema import CancelTooLate
 from .serializers import (
     BatchInputSerializer,
     BatchResultSerializer,
@@ -87,7 +87,11 @@ class MessageDetailView(APIView):
 
 
 class MessageCancelView(APIView):
-    @extend_schema(request=None, responses={200: MessageSerializer, 409: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={
+        200: MessageSerializer,
+        409: OpenApiResponse(CancelTooLate, description="Too late: a FAILED_CANCELLATION event was "
+                                                        "recorded and the message is unchanged."),
+    })
     def post(self, request, message_id: str):
         message = selectors.messages_of(request.user).filter(id=message_id).first()
         if message is None:

@@ -13,15 +13,15 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     events = serializers.ListField(child=serializers.ChoiceField(choices=EventCode.choices), required=False)
     channels = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
     headers = serializers.DictField(child=serializers.CharField(max_length=1000), required=False)
-    disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True)
+    disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True, allow_null=True)
     disabledReason = serializers.CharField(source="disabled_reason", read_only=True)
     state = serializers.SerializerMethodField(
         help_text="healthy; failing (its latest attempts failed, since failingSince); backing-off "
                   "(its endpoint stopped answering, since backingOffSince: deliveries wait and one "
                   "probe goes out at nextProbeAt); inactive")
-    failingSince = serializers.DateTimeField(source="failing_since", read_only=True)
-    backingOffSince = serializers.DateTimeField(source="backing_off_since", read_only=True)
-    nextProbeAt = serializers.DateTimeField(source="next_probe_at", read_only=True)
+    failingSince = serializers.DateTimeField(source="failing_since", read_only=True, allow_null=True)
+    backingOffSince = serializers.DateTimeField(source="backing_off_since", read_only=True, allow_null=True)
+    nextProbeAt = serializers.DateTimeField(source="next_probe_at", read_only=True, allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
 
@@ -61,7 +61,8 @@ class SubscriptionWithSecretSerializer(SubscriptionSerializer):
 
 class AttemptSerializer(serializers.ModelSerializer):
     attemptedAt = serializers.DateTimeField(source="attempted_at")
-    statusCode = serializers.IntegerField(source="status_code")
+    statusCode = serializers.IntegerField(source="status_code", allow_null=True,
+                                          help_text="The endpoint's HTTP status; null when none came back")
     durationMs = serializers.IntegerField(source="duration_ms")
     responseExcerpt = serializers.CharField(source="response_excerpt")
     errorKind = serializers.CharField(source="error_kind")
@@ -76,9 +77,9 @@ class AttemptSerializer(serializers.ModelSerializer):
 
 class DeliverySerializer(serializers.ModelSerializer):
     eventId = serializers.CharField(source="event_id")
-    statusCode = serializers.CharField(source="event.status_code")
+    statusCode = serializers.ChoiceField(source="event.status_code", choices=EventCode.choices)
     messageId = serializers.CharField(source="event.message_id")
-    nextAttemptAt = serializers.DateTimeField(source="next_attempt_at")
+    nextAttemptAt = serializers.DateTimeField(source="next_attempt_at", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
     attemptLog = AttemptSerializer(source="attempt_log", many=True)
 

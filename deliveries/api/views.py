@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comms.api.pagination import NewestFirst
+from comms.api.schema import Recovered
 
 from .. import services
 from ..models import Delivery, DeliveryAttempt, Subscription
@@ -74,7 +75,7 @@ class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
 
-    @extend_schema(request=RecoverSerializer, responses={202: None})
+    @extend_schema(request=RecoverSerializer, responses={202: Recovered})
     @action(detail=True, methods=["post"])
     def recover(self, request, pk=None):
         serializer = RecoverSerializer(data=request.data)
