@@ -165,12 +165,18 @@ def test_an_invalid_channel_gets_400_naming_the_field_and_creates_nothing(admin_
     assert not Channel.objects.exists()
 
 
-def test_a_duplicate_name_gets_400(admin_api, channel):
+def test_a_duplicate_name_is_a_409_conflict(admin_api, channel):
     response = post(admin_api, {"name": "sim", "type": "simulator"})
 
-    assert response.status_code == 400
-    assert "name" in response.json()["errors"]
+    assert (response.status_code, response.json()["code"]) == (409, "name_taken")
     assert Channel.objects.count() == 1
+
+
+def test_renaming_onto_a_taken_name_is_a_409_and_changes_nothing(admin_api, channel, backup_channel):
+    response = admin_api.patch("/api/v1/channels/backup", {"name": "sim"}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (409, "name_taken")
+    assert sorted(Channel.objects.values_list("name", flat=True)) == ["backup", "sim"]
 
 
 @pytest.mark.parametrize("data, field", [

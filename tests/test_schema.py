@@ -102,3 +102,21 @@ def test_a_too_late_cancel_documents_its_409_body(schema):
     conflict = schema["paths"]["/api/v1/messages/{message_id}/cancel"]["post"]["responses"]["409"]
 
     assert conflict["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/CancelTooLate"}
+
+
+def test_a_subscription_url_is_documented_as_http_or_https(schema):
+    url = component(schema, "SubscriptionRequest")["properties"]["url"]
+
+    assert url["pattern"] == "^https?://"
+
+
+def test_a_messages_channel_is_documented_as_a_channel_name(schema):
+    channel = component(schema, "MessageInputRequest")["properties"]["channel"]
+
+    assert (channel["minLength"], channel["maxLength"], channel["pattern"]) == (1, 100, "^[-a-zA-Z0-9_]+$")
+
+
+@pytest.mark.parametrize("path, method", [("/api/v1/channels", "post"), ("/api/v1/channels/{name}", "put"),
+                                          ("/api/v1/channels/{name}", "patch")])
+def test_a_taken_channel_name_documents_its_409(schema, path, method):
+    assert "409" in schema["paths"][path][method]["responses"]

@@ -2,8 +2,15 @@
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class Conflict(exceptions.APIException):
+    status_code = 409
+    default_code = "conflict"
+    default_detail = "The request conflicts with what exists."
 
 
 def error_body(code: str, message: str, errors=None) -> dict:
@@ -33,6 +40,7 @@ def exception_handler(exc, context):
 
 
 
+@csrf_exempt  # else Django answers an unsafe method with its HTML 403 before this runs
 def api_not_found(request, *args, **kwargs) -> JsonResponse:
     """Any path under /api/ that names no endpoint: the API's error shape, not an HTML page."""
     return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}."), status=404)

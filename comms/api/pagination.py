@@ -23,6 +23,8 @@ class NewestFirst(CursorPagination):
 
     def decode_cursor(self, request):
         # A cursor the client garbled is bad input (400), not a missing resource (DRF's 404).
+        if request.query_params.get(self.cursor_query_param) == "":
+            raise ValidationError({self.cursor_query_param: ["Must not be empty: leave it out for the first page."]})
         try:
             return super().decode_cursor(request)
         except NotFound:

@@ -14,11 +14,19 @@ from ..payloads import event_payload
 from ..providers import PROVIDERS, ConfigError, provider_class
 from ..providers.secrets import generated
 from ..status import ErrorCode, EventCode
+from .fields import (
+    StrictCharField,
+    StrictDateTimeField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictModelSerializer,
+)
 
 MAX_FALLBACK_DEPTH = 5
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[-a-zA-Z0-9_]+$",
+                      "description": "A channel's name."})
 class ChannelNameField(serializers.Field):
     """A channel by name. A batch passes every channel in `context["channels"]` so that
     1,000 items cost one query, not 1,000."""
@@ -55,9 +63,9 @@ def checked_context(value: dict) -> dict:
 
 
 class ContentSerializer(serializers.Serializer):
-    text = serializers.CharField(max_length=100_000, trim_whitespace=False)
-    html = serializers.CharField(required=False, max_length=500_000, trim_whitespace=False)
-    subject = serializers.CharField(required=False, max_length=998)
+    text = StrictCharField(max_length=100_000, trim_whitespace=False)
+    html = StrictCharField(required=False, max_length=500_000, trim_whitespace=False)
+    subject = StrictCharField(required=False, max_length=998)
 
 
 class FallbackField(serializers.DictField):
@@ -70,12 +78,12 @@ class MessageItemsField(serializers.ListField):
 
 class MessageInputSerializer(serializers.Serializer):
     channel = ChannelNameField()
-    receiver = serializers.CharField(max_length=320)
-    sender = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    receiver = StrictCharField(max_length=320)
+    sender = StrictCharField(required=False, allow_blank=True, max_length=255)
     content = ContentSerializer()
     context = serializers.DictField(required=False)
-    sendAt = serializers.DateTimeField(source="send_at", required=False, allow_null=True)
-    expiresAt = serializers.DateTimeField(source="expires_at", required=False, allow_null=True)
+    sendAt = StrictDateTimeField(source="send_at", required=False, allow_null=True)
+    expiresAt = StrictDateTimeField(source="expires_at", required=False, allow_null=True)
     fallback = FallbackField(
         required=False, allow_null=True,
         help_text="Another message of this same shape, started if this one fails or expires.",
@@ -221,15 +229,17 @@ class BatchResultSerializer(serializers.Serializer):
     messages = MessageSerializer(many=True)
 
 
-class ChannelSerializer(serializers.ModelSerializer):
+class ChannelSerializer(StrictModelSerializer):
     type = serializers.ChoiceField(choices=sorted(PROVIDERS))
-    maxAttempts = serializers.IntegerField(source="max_attempts", min_value=1, max_value=100, default=3)
-    retryDelay = serializers.FloatField(source="retry_delay", min_value=0, max_value=86_400, default=5.0)
+    maxAttempts = StrictIntegerField(source="max_attempts", min_value=1, max_value=100, default=3)
+    retryDelay = StrictFloatField(source="retry_delay", min_value=0, max_value=86_400, default=5.0)
     config = serializers.DictField(required=False, default=dict)
 
     class Meta:
         model = Channel
         fields = ["name", "type", "config", "maxAttempts", "retryDelay", "enabled"]
+        # A name taken is a conflict (409, see ChannelViewSet), not bad input.
+        extra_kwargs = {"name": {"validators": []}}
 
     def validate(self, attrs):
         channel_type = attrs.get("type") or (self.instance.type if self.instance else None)

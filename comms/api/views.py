@@ -1,8 +1,9 @@
 """Thin views: validate, call a service, serialize."""
 
+from django.db import IntegrityError, transaction
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -12,11 +13,11 @@ from .. import selectors
 from ..cancellation import message_cancel
 from ..models import Channel, Message
 from ..submission import message_submit, message_submit_batch
-from .errors import error_body
+from .errors import Conflict, error_body
 from .filters import MessageFilter
 from .pagination import NewestFirst
 from .permissions import IsAdminApplication
-from .schema import CancelTooLate
+from .schema import CancelTooLate, ErrorSerializer
 from .serializers import (
     BatchInputSerializer,
     BatchResultSerializer,
@@ -108,6 +109,12 @@ class MessageCancelView(APIView):
         )
 
 
+NAME_TAKEN = OpenApiResponse(ErrorSerializer, description="Another channel has this name (name_taken).")
+
+
+@extend_schema_view(create=extend_schema(responses={201: ChannelSerializer, 409: NAME_TAKEN}),
+                    update=extend_schema(responses={200: ChannelSerializer, 409: NAME_TAKEN}),
+                    partial_update=extend_schema(responses={200: ChannelSerializer, 409: NAME_TAKEN}))
 class ChannelViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                      mixins.UpdateModelMixin, viewsets.GenericViewSet):
     """Channels are shared infrastructure: only admin applications manage them."""
@@ -116,3 +123,19 @@ class ChannelViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
     serializer_class = ChannelSerializer
     queryset = Channel.objects.order_by("name")
     lookup_field = "name"
+
+    def perform_create(self, serializer):
+        self._save_unique(serializer)
+
+    def perform_update(self, serializer):
+        self._save_unique(serializer)
+
+    @staticmethod
+    def _save_unique(serializer):
+        """The unique index decides, so two requests racing for one name cannot both win."""
+        try:
+            with transaction.atomic():
+                serializer.save()
+        except IntegrityError:
+            name = serializer.validated_data.get("name")
+            raise Conflict(f"A channel named {name!r} exists already.", code="name_taken") from None

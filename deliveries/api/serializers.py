@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from comms.api.fields import StrictCharField, StrictDateTimeField, StrictModelSerializer, StrictURLField
 from comms.headers import header_problem
 from comms.status import EventCode
 
@@ -9,10 +10,17 @@ from ..models import Delivery, DeliveryAttempt, Subscription
 from ..urlguard import RefusedURL, check_url
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+@extend_schema_field({"type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 2000,
+                      "description": "An http(s) URL the webhooks are posted to."})
+class WebhookURLField(StrictURLField):
+    pass
+
+
+class SubscriptionSerializer(StrictModelSerializer):
+    url = WebhookURLField(max_length=2000)
     events = serializers.ListField(child=serializers.ChoiceField(choices=EventCode.choices), required=False)
-    channels = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
-    headers = serializers.DictField(child=serializers.CharField(max_length=1000), required=False)
+    channels = serializers.ListField(child=StrictCharField(max_length=100), required=False)
+    headers = serializers.DictField(child=StrictCharField(max_length=1000), required=False)
     disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True, allow_null=True)
     disabledReason = serializers.CharField(source="disabled_reason", read_only=True)
     state = serializers.SerializerMethodField(
@@ -90,4 +98,4 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class RecoverSerializer(serializers.Serializer):
-    since = serializers.DateTimeField()
+    since = StrictDateTimeField()

@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -64,12 +65,9 @@ class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         queryset = subscription.deliveries.select_related("event").prefetch_related(
             Prefetch("attempt_log", queryset=DeliveryAttempt.objects.order_by("number")))
         wanted = request.query_params.get("status")
-        if wanted:
+        if wanted is not None:
             if wanted not in Delivery.Status.values:
-                return Response(
-                    {"code": "invalid", "message": "The request is not valid; see errors.",
-                     "errors": {"status": [f"Must be one of {list(Delivery.Status.values)}."]}},
-                    status=status.HTTP_400_BAD_REQUEST)
+                raise ValidationError({"status": [f"Must be one of {list(Delivery.Status.values)}."]})
             queryset = queryset.filter(status=wanted)
         paginator = NewestFirst()
         page = paginator.paginate_queryset(queryset, request, view=self)
