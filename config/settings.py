@@ -126,6 +126,10 @@ SPECTACULAR_SETTINGS = {
     # Separate request and response components: a field read-only in answers (id, status)
     # is not demanded of requests, and one required in requests is not promised in answers.
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "comms.api.schema.query_strings_not_empty",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "MessageStatusEnum": "comms.status.Status",
         "EventCodeEnum": "comms.status.EventCode",

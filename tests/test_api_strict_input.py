@@ -97,3 +97,9 @@ def test_an_unsafe_method_on_an_unknown_api_path_is_a_json_404_not_a_csrf_page(a
 
     assert (response.status_code, response["Content-Type"], response.json()["code"]) == (
         404, "application/json", "not_found")
+
+
+def test_a_malformed_url_is_named_as_such_not_as_a_wrong_type(api, local_receivers_allowed):
+    response = api.post("/api/v1/subscriptions", {"url": "https://0.a"}, format="json")
+
+    assert response.json()["errors"]["url"] == ["Enter a valid URL."]

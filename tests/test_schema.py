@@ -120,3 +120,10 @@ def test_a_messages_channel_is_documented_as_a_channel_name(schema):
                                           ("/api/v1/channels/{name}", "patch")])
 def test_a_taken_channel_name_documents_its_409(schema, path, method):
     assert "409" in schema["paths"][path][method]["responses"]
+
+
+def test_string_query_parameters_are_documented_non_empty(schema):
+    parameters = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/messages"]["get"]["parameters"]}
+
+    assert [name for name in ("channel", "receiver", "cursor", "createdAfter", "createdBefore")
+            if parameters[name].get("minLength") != 1] == []

@@ -21,11 +21,12 @@ def is_rfc3339(value) -> bool:
 
 
 class StrictCharField(serializers.CharField):
-    default_error_messages = {"invalid": "A string is required."}
+    # Keys of their own: "invalid" is the subclasses' (URLField's, SlugField's) format message.
+    default_error_messages = {"wrong_type": "A string is required."}
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
-            self.fail("invalid")
+            self.fail("wrong_type")
         return super().to_internal_value(data)
 
 
@@ -38,29 +39,29 @@ class StrictSlugField(StrictCharField, serializers.SlugField):
 
 
 class StrictBooleanField(serializers.BooleanField):
-    default_error_messages = {"invalid": "true or false is required."}
+    default_error_messages = {"wrong_type": "true or false is required."}
 
     def to_internal_value(self, data):
         if not isinstance(data, bool):
-            self.fail("invalid")
+            self.fail("wrong_type")
         return data
 
 
 class StrictIntegerField(serializers.IntegerField):
-    default_error_messages = {"invalid": "A whole number is required."}
+    default_error_messages = {"wrong_type": "A whole number is required."}
 
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
+            self.fail("wrong_type")
         return super().to_internal_value(data)
 
 
 class StrictFloatField(serializers.FloatField):
-    default_error_messages = {"invalid": "A number is required."}
+    default_error_messages = {"wrong_type": "A number is required."}
 
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int | float):
-            self.fail("invalid")
+            self.fail("wrong_type")
         return super().to_internal_value(data)
 
 

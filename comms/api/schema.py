@@ -90,3 +90,15 @@ CancelTooLate = inline_serializer("CancelTooLate", {
 Recovered = inline_serializer("Recovered", {
     "retried": serializers.IntegerField(help_text="How many deliveries were set to go again"),
 })
+
+
+def query_strings_not_empty(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every string query parameter is refused empty (a
+    filter or cursor given empty is a 400, see filters.StrictFilterSet), so say minLength 1."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                if parameter["in"] == "query" and schema.get("type") == "string" and "enum" not in schema:
+                    schema.setdefault("minLength", 1)
+    return result
