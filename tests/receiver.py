@@ -39,6 +39,50 @@ class Request:
         return [v for k, v in self.raw_headers if k.lower() == name.lower()]
 
 
+class OpenConnections:
+    """The connections a test server holds, so stopping it drops them as a dead endpoint would
+    (ThreadingHTTPServer.shutdown stops accepting but leaves keep-alive connections open)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+
+    def add(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._open.add(conn)
+
+    def discard(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(conn)
+
+    def drop_all(self) -> None:
+        with self._lock:
+            connections = list(self._open)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class TrackedHandler(BaseHTTPRequestHandler):
+    """A keep-alive handler whose connections its server's owner can drop (set `open`)."""
+
+    protocol_version = "HTTP/1.1"
+    open: OpenConnections
+
+    def setup(self):
+        super().setup()
+        self.open.add(self.connection)
+
+    def finish(self):
+        self.open.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+
 class Receiver:
     def __init__(self, script: list[Answer] | tuple[Answer, ...] = (), *, default: Answer = Answer(200)):
         self.default = default
@@ -46,7 +90,7 @@ class Receiver:
         self._script = list(script)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
+        self._connections = OpenConnections()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -79,21 +123,8 @@ class Receiver:
     def __enter__(self) -> "Receiver":
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self):
-                super().setup()
-                with receiver._lock:
-                    receiver._connections.add(self.connection)
-
-            def finish(self):
-                with receiver._lock:
-                    receiver._connections.discard(self.connection)
-                try:
-                    super().finish()
-                except OSError:
-                    pass
+        class Handler(TrackedHandler):
+            open = receiver._connections
 
             def do_POST(self):
                 self._handle()
@@ -140,13 +171,7 @@ class Receiver:
         self._stopping.set()
         assert self._server is not None
         self._server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._connections.drop_all()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -8,13 +8,14 @@ until `start()` binds it again.
 """
 
 import json
-import socket
 import threading
 import time
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from standardwebhooks import Webhook
+
+from tests.receiver import OpenConnections, TrackedHandler
 
 
 class WebhookReceiver:
@@ -27,7 +28,7 @@ class WebhookReceiver:
         self.bad: list[str] = []
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
-        self._connections: set[socket.socket] = set()
+        self._connections = OpenConnections()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -69,22 +70,9 @@ class WebhookReceiver:
     def start(self) -> None:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(TrackedHandler):
+            open = receiver._connections
             disable_nagle_algorithm = True
-
-            def setup(self):
-                super().setup()
-                with receiver.lock:
-                    receiver._connections.add(self.connection)
-
-            def finish(self):
-                with receiver.lock:
-                    receiver._connections.discard(self.connection)
-                try:
-                    super().finish()
-                except OSError:
-                    pass
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -111,13 +99,7 @@ class WebhookReceiver:
             return
         self._server.shutdown()
         self._server.server_close()
-        with self.lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._connections.drop_all()
         self._server = None
 
     @property
