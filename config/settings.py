@@ -191,6 +191,9 @@ CELERY_TASK_ROUTES = {
     "comms.tasks.sweep": {"queue": "sweeps"},
     "deliveries.sweep": {"queue": "sweeps"},
 }
+# Beat's own state, under var/ like the rest (RELAY_VAR_DIR), so two platforms started from
+# one checkout do not share it.
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-due-work": {
         "task": "comms.tasks.sweep",

@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from comms.models import Application
@@ -45,6 +45,28 @@ def subscription_update(*, subscription: Subscription, **fields) -> Subscription
         # and a full save from a stale copy would undo a disable or a back-off.
         subscription.save(update_fields={*changed, "updated_at"})
     return subscription
+
+
+DELETE_TRIES = 5
+
+
+def subscription_delete(*, subscription: Subscription) -> None:
+    """Delete a subscription with its deliveries and their attempts.
+
+    Deactivated first, in a commit of its own, so fan-out and claims stop adding rows for it;
+    then deleted. Django collects the rows to cascade before it deletes them, so an attempt a
+    worker records in between breaks the foreign key at commit: the delete is tried again."""
+    Subscription.objects.filter(pk=subscription.pk).update(active=False)
+    for tries_left in reversed(range(DELETE_TRIES)):
+        try:
+            with transaction.atomic():
+                Subscription.objects.get(pk=subscription.pk).delete()
+            return
+        except Subscription.DoesNotExist:
+            return
+        except IntegrityError:
+            if not tries_left:
+                raise
 
 
 def subscription_rotate_secret(*, subscription: Subscription, now: datetime | None = None) -> Subscription:

@@ -10,6 +10,7 @@ timeout, and the other tenant heard nothing until they ended; now each holds one
 import time
 
 import pytest
+from django.conf import settings
 
 from comms.accounts import application_create, channel_upsert
 from comms.models import Message
@@ -19,8 +20,16 @@ from deliveries.services import subscription_create
 from tests.hanging import Hanging
 from tests.webhooks import submit
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
-              pytest.mark.usefixtures("local_receivers_allowed")]
+pytestmark = [
+    pytest.mark.integration, pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("local_receivers_allowed"),
+    # Celery 5.6's in-process threads worker stops taking tasks from kombu's filesystem
+    # transport while hanging attempts hold its threads (5.7 does not, but 5.7 kills workers
+    # when Redis restarts, see pyproject). The embedded platform runs a prefork worker, and
+    # the fault suite checks this case on the real processes.
+    pytest.mark.skipif(settings.CELERY_BROKER_URL.startswith("filesystem"),
+                       reason="in-process threads worker on the filesystem broker (celery 5.6)"),
+]
 
 BOUND = 3
 HANG_PATHS = ["/hang/1", "/hang/2"]

@@ -4,6 +4,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError
 from django.utils import timezone
 
 from comms.submission import message_submit
@@ -124,6 +125,26 @@ def test_an_application_deletes_its_own_subscription(api, mine):
 
     assert response.status_code == 204
     assert not Subscription.objects.filter(id=mine.id).exists()
+
+
+def test_a_delete_that_meets_a_row_a_worker_added_meanwhile_is_tried_again(api, mine, monkeypatch):
+    """Django collects the rows to cascade before deleting; a delivery attempt recorded in
+    between breaks the foreign key at commit (seen under schemathesis as a 500)."""
+    real_delete, seen_active = Subscription.delete, []
+
+    def delete_racing_a_worker(self, *args, **kwargs):
+        seen_active.append(Subscription.objects.get(pk=self.pk).active)
+        if len(seen_active) == 1:
+            raise IntegrityError("FOREIGN KEY constraint failed")
+        return real_delete(self, *args, **kwargs)
+
+    monkeypatch.setattr(Subscription, "delete", delete_racing_a_worker)
+
+    response = api.delete(f"{BASE}/{mine.id}")
+
+    assert response.status_code == 204
+    assert not Subscription.objects.filter(id=mine.id).exists()
+    assert seen_active == [False, False]  # deactivated first: fan-out and claims leave it alone
 
 
 def test_an_application_updates_its_own_subscription(api, mine):

@@ -49,6 +49,9 @@ class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def partial_update(self, request, pk=None):
         return self.update(request, pk, partial=True)
 
+    def perform_destroy(self, subscription):
+        services.subscription_delete(subscription=subscription)
+
     @extend_schema(request=None, responses=SubscriptionWithSecretSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request, pk=None):

@@ -1,8 +1,8 @@
 """The platform under test: the Procfile's process types, run as their own process groups.
 
 Every long-running process starts from its Procfile line (`bash -c 'exec <line>'`), in a
-work directory of its own (beat's `var/celerybeat-schedule` lands there, never in the
-checkout, where another beat may be using it), with the environment pointing at the
+work directory of its own with RELAY_VAR_DIR inside it (beat's schedule lands there, never
+in the checkout, where another beat may be using it), with the environment pointing at the
 throwaway servers. Each is a session leader, so a kill reaches its whole process group
 (gunicorn's and prefork celery's children included).
 """
