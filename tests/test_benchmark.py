@@ -1,9 +1,12 @@
 """The benchmark's code paths, run small so they cannot rot (nothing here is timed)."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db.migrations.executor import MigrationExecutor
 
 from comms.bench.receiver import shape_problem
 from comms.bench.runner import _percentile
@@ -45,3 +48,12 @@ def test_percentiles_of_a_known_series():
     values = [float(v) for v in range(1, 101)]
 
     assert (_percentile(values, 50), _percentile(values, 99)) == (50.5, 99.01)
+
+
+@pytest.mark.django_db
+def test_the_benchmark_refuses_an_unmigrated_database_with_a_clear_message(monkeypatch):
+    monkeypatch.setattr(MigrationExecutor, "migration_plan",
+                        lambda self, targets: [(SimpleNamespace(app_label="comms", name="0099_next"), False)])
+
+    with pytest.raises(CommandError, match=r"1 unapplied migration\(s\) \(comms.0099_next\): run `python manage.py migrate`"):
+        call_command("benchmark", "--messages", "1")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import OperationalError, connection
+from django.db.migrations.executor import MigrationExecutor
 
 from comms.bench.runner import Bench
 
@@ -18,6 +19,22 @@ ROWS = [
     ("ratio_lifecycle_to_noop", "lifecycle / noop (goal ≥ 0.35)"),
     ("worker_rss_mb", "peak worker RSS, MiB (goal < 150)"),
 ]
+
+
+def check_database_ready() -> None:
+    """A clear error, not a traceback from the middle of a run, when the database is out of
+    reach or not migrated."""
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(f"cannot reach the database ({first_line}): check DATABASE_URL") from None
+    if pending:
+        names = ", ".join(f"{migration.app_label}.{migration.name}" for migration, _ in pending[:3])
+        raise CommandError(
+            f"the database has {len(pending)} unapplied migration(s) ({names}{', ...' if len(pending) > 3 else ''}): "
+            "run `python manage.py migrate` (or `release`) first")
 
 
 class Command(BaseCommand):
@@ -33,6 +50,7 @@ class Command(BaseCommand):
     def handle(self, *args, messages, clients, noop_tasks, json: Path | None, no_progress, **options):
         if messages < 1:
             raise CommandError("--messages must be at least 1")
+        check_database_ready()
         bench = Bench(messages=messages, clients=clients, noop_tasks=noop_tasks, progress=not no_progress)
         results = bench.run()
         results["machine"] = {
