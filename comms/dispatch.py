@@ -8,6 +8,7 @@ from django.db import transaction
 
 from .leases import claim_due, grace
 from .models import Message
+from .outages import after_commit
 from .status import SENDABLE
 
 __all__ = ["claim", "dispatch_on_commit", "grace", "release"]
@@ -33,7 +34,7 @@ def publish_chunks_on_commit(task, ids: Sequence[str], size: int, countdown: flo
         for start in range(0, len(ids), size):
             task.apply_async((ids[start:start + size],), countdown=countdown)
 
-    transaction.on_commit(publish, robust=True)
+    after_commit(publish)
 
 
 def claim(message_ids: Sequence[str], now: datetime) -> list[Message]:

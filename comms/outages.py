@@ -6,9 +6,10 @@ bug or bad data and is never taken for an outage.
 """
 
 import logging
+from collections.abc import Callable
 
 from celery import Task
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -26,6 +27,22 @@ def describe(exc: BaseException) -> str:
     """The exception in one line: its type and the first line of its message."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def after_commit(publish: Callable[[], None]) -> None:
+    """Run `publish` once the transaction commits. An outage it meets there (the broker gone,
+    or the database gone right after the commit) is one warning line: the rows are committed,
+    so the sweeper publishes their work. Anything else is logged with its traceback, as
+    Django's robust on_commit does, without failing the request or task that committed."""
+
+    def run() -> None:
+        try:
+            publish()
+        except OUTAGES as exc:
+            log.warning("publishing after commit met an outage (%s); the sweeper picks the work up",
+                        describe(exc))
+
+    transaction.on_commit(run, robust=True)
 
 
 class OutageTolerantTask(Task):

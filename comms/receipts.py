@@ -15,6 +15,7 @@ from django.db import transaction
 from . import lifecycle
 from .lifecycle import EventDetails
 from .models import Channel, Message, Receipt
+from .outages import after_commit
 from .providers import ReceiptEvent, provider_for
 from .sending import attempt_failed
 from .status import SENDABLE, Status
@@ -173,5 +174,5 @@ def _early(message: Message | None, event: ReceiptEvent) -> bool:
 def _defer_on_commit(channel: Channel, payloads: list[dict], tries: int) -> None:
     from .tasks import process_receipts
 
-    transaction.on_commit(lambda: process_receipts.apply_async(
-        (channel.name, payloads, tries + 1), countdown=settings.RELAY_RECEIPT_RETRY_DELAY), robust=True)
+    after_commit(lambda: process_receipts.apply_async(
+        (channel.name, payloads, tries + 1), countdown=settings.RELAY_RECEIPT_RETRY_DELAY))

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
 
 from . import lifecycle
 from .dispatch import dispatch_on_commit, grace
 from .models import Message
+from .outages import after_commit
 from .status import Status
 
 
@@ -45,7 +45,7 @@ def publish_countdowns_on_commit(messages: Iterable[tuple[str, datetime]], now: 
         for send_at, ids in by_time.items():
             start_scheduled.apply_async((ids,), countdown=max((send_at - now).total_seconds(), 0))
 
-    transaction.on_commit(publish, robust=True)
+    after_commit(publish)
 
 
 def start_due(message_ids: Sequence[str], now: datetime) -> list[str]:

@@ -14,6 +14,7 @@ from django.utils import timezone
 from . import scheduling
 from .dispatch import dispatch_on_commit, grace
 from .models import Message
+from .outages import after_commit
 from .providers import provider_for
 from .status import SENDABLE, Status
 
@@ -75,5 +76,5 @@ def _poll_overdue_receipts(messages: list[Message], now: datetime) -> int:
             timeout = provider.receipt_timeout(message)
             message.next_attempt_at = now + timedelta(seconds=timeout) if timeout is not None else None
         Message.objects.bulk_update(items, ["next_attempt_at"])
-        transaction.on_commit(lambda p=provider, ms=items: p.poll(ms), robust=True)
+        after_commit(lambda p=provider, ms=items: p.poll(ms))
     return len(messages)

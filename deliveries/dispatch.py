@@ -8,8 +8,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
+
+from comms.outages import after_commit
 
 from .claims import resting
 
@@ -22,7 +23,7 @@ def publish_on_commit(subscription_id: str, delivery_ids: Sequence[str] = (), *,
     publishes again for what nobody claimed.
     """
     ids = list(delivery_ids)
-    transaction.on_commit(lambda: _publish(subscription_id, ids, countdown), robust=True)
+    after_commit(lambda: _publish(subscription_id, ids, countdown))
 
 
 def publish_new_work_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
@@ -42,7 +43,7 @@ def publish_new_work_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
         for subscription_id in set(grouped) - resting(grouped, timezone.now()):
             _publish(subscription_id, grouped[subscription_id])
 
-    transaction.on_commit(publish, robust=True)
+    after_commit(publish)
 
 
 def _publish(subscription_id: str, ids: list[str], countdown: float | None = None) -> None:

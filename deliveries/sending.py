@@ -26,6 +26,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from comms.leases import grace
+from comms.outages import after_commit
 from comms.payloads import event_payload
 
 from . import health, http
@@ -232,7 +233,7 @@ def _follow_up_on_commit(subscription_id: str) -> None:
 
     After commit, not before: a task that found a claim of ours in flight left its
     deliveries to us, and only a look taken after our last commit is sure to see them."""
-    transaction.on_commit(lambda: _follow_up(subscription_id), robust=True)
+    after_commit(lambda: _follow_up(subscription_id))
 
 
 def _follow_up(subscription_id: str) -> None:

@@ -148,3 +148,17 @@ def test_a_programming_error_is_a_bug_not_an_outage(api, monkeypatch):
     api.raise_request_exception = False
 
     assert api.get("/api/v1/messages").status_code == 500
+
+
+def test_an_outage_is_logged_as_one_warning_line_and_nothing_else(api, monkeypatch, caplog):
+    def down(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly\n\tThis probably means ...")
+
+    monkeypatch.setattr(selectors, "messages_of", down)
+
+    api.get("/api/v1/messages")
+
+    ours = [r for r in caplog.records if r.name.startswith(("comms", "deliveries", "django"))]
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in ours] == [
+        ("WARNING", "outage on GET /api/v1/messages: OperationalError: server closed the connection unexpectedly",
+         None)]

@@ -45,5 +45,7 @@ class OutageMiddleware:
             return None
         log.warning("outage on %s %s: %s", request.method, request.path, describe(exception))
         body = {"code": "unavailable", "message": "The service is briefly unavailable; try again shortly."}
-        return HttpResponse(json.dumps(body), status=503, content_type="application/json",
-                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        response = HttpResponse(json.dumps(body), status=503, content_type="application/json",
+                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        response._has_been_logged = True  # the warning above is the line; not django.request's ERROR too
+        return response
