@@ -125,7 +125,7 @@ def case_flush_broker(s: Suite, n: int = 200) -> None:
 
 
 def _outage(s: Suite, case: str, t: Tenant, n: int, *, stop, start, lead: float, down: float,
-            all_503_while_down: bool) -> None:
+            all_503_while_down: bool, quiet: bool = False) -> None:
     """Submit n single messages (Idempotency-Key, retried until accepted) from 3 clients;
     `lead` s in, `stop()` a server for `down` s while one more client polls the API."""
     (first,) = submit_batches(t, CHANNEL, 1)
@@ -133,6 +133,7 @@ def _outage(s: Suite, case: str, t: Tenant, n: int, *, stop, start, lead: float,
     time.sleep(lead)
     before = statuses(t)
     poller = OutagePoller(t, CHANNEL, first).start()
+    marks = _log_marks(s)
     began = time.monotonic()
     stop()
     stopped = time.monotonic()
@@ -147,6 +148,10 @@ def _outage(s: Suite, case: str, t: Tenant, n: int, *, stop, start, lead: float,
     seen = poller.stop()
     # A process that died of the outage is a failure of its own; a supervisor (systemd,
     # runplatform) would start it again, so do that and go on checking the messages.
+    if quiet:
+        storm = _tracebacks_since(s, marks)
+        s.report.check(case, "the outage is logged quietly: no traceback from any platform process",
+                       not storm, f"tracebacks by process: {storm}" if storm else "0 tracebacks")
     dead = s.platform.dead()
     s.report.check(case, "every platform process survived the outage", not dead,
                    "; ".join(f"{name} died: {s.platform.processes[name].last_error()}" for name in dead))
@@ -167,13 +172,30 @@ def _outage(s: Suite, case: str, t: Tenant, n: int, *, stop, start, lead: float,
                     since=back, since_what="the server came back")
 
 
+def _log_marks(s: Suite) -> dict[str, int]:
+    return {name: p.log_path.stat().st_size for name, p in s.platform.processes.items() if p.log_path.exists()}
+
+
+def _tracebacks_since(s: Suite, marks: dict[str, int]) -> dict[str, int]:
+    """Tracebacks each process logged after `marks` (a lost database is one warning line per
+    task or request, never a traceback: comms/outages.py)."""
+    counts = {}
+    for name, process in s.platform.processes.items():
+        with open(process.log_path, errors="replace") as log:
+            log.seek(marks.get(name, 0))
+            found = log.read().count("Traceback")
+        if found:
+            counts[name] = found
+    return counts
+
+
 def case_restart_postgres(s: Suite, n: int = 240) -> None:
     """PostgreSQL stopped for 5 s and started again while messages are submitted and
     processed: the API answers 503 unavailable meanwhile, never 500, and the work resumes."""
     case = LABELS["postgres"]
     t = s.tenant("pgrestart")
     _outage(s, case, t, n, stop=s.pg.stop, start=s.pg.start, lead=3.0, down=5.0,
-            all_503_while_down=True)
+            all_503_while_down=True, quiet=True)
 
 
 def case_restart_redis(s: Suite, n: int = 240) -> None:
