@@ -103,3 +103,22 @@ def test_a_malformed_url_is_named_as_such_not_as_a_wrong_type(api, local_receive
     response = api.post("/api/v1/subscriptions", {"url": "https://0.a"}, format="json")
 
     assert response.json()["errors"]["url"] == ["Enter a valid URL."]
+
+
+def test_a_blank_receiver_is_refused_as_its_schema_pattern_says(api, channel):
+    response = api.post("/api/v1/messages", message(receiver="   "), format="json")
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["receiver"])
+
+
+def test_a_subject_of_spaces_is_kept_as_sent(api, channel):
+    response = api.post("/api/v1/messages", message(content={"text": "hi", "subject": " "}), format="json")
+
+    assert response.status_code == 202
+    assert Message.objects.get().content["subject"] == " "
+
+
+def test_a_subscriptions_channels_are_channel_names(api, local_receivers_allowed):
+    response = api.post("/api/v1/subscriptions", {"url": "http://127.0.0.1:9/hook", "channels": [" "]}, format="json")
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["channels"])

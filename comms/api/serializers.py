@@ -65,7 +65,13 @@ def checked_context(value: dict) -> dict:
 class ContentSerializer(serializers.Serializer):
     text = StrictCharField(max_length=100_000, trim_whitespace=False)
     html = StrictCharField(required=False, max_length=500_000, trim_whitespace=False)
-    subject = StrictCharField(required=False, max_length=998)
+    subject = StrictCharField(required=False, max_length=998, trim_whitespace=False)
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 320, "pattern": "\\S",
+                      "description": "Who gets the message: what the channel's type takes (see README)."})
+class ReceiverField(StrictCharField):
+    """Trimmed, so it must hold more than whitespace (the schema's pattern says so)."""
 
 
 class FallbackField(serializers.DictField):
@@ -78,7 +84,7 @@ class MessageItemsField(serializers.ListField):
 
 class MessageInputSerializer(serializers.Serializer):
     channel = ChannelNameField()
-    receiver = StrictCharField(max_length=320)
+    receiver = ReceiverField(max_length=320)
     sender = StrictCharField(required=False, allow_blank=True, max_length=255)
     content = ContentSerializer()
     context = serializers.DictField(required=False)

@@ -1,7 +1,13 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from comms.api.fields import StrictCharField, StrictDateTimeField, StrictModelSerializer, StrictURLField
+from comms.api.fields import (
+    StrictCharField,
+    StrictDateTimeField,
+    StrictModelSerializer,
+    StrictSlugField,
+    StrictURLField,
+)
 from comms.headers import header_problem
 from comms.status import EventCode
 
@@ -19,7 +25,8 @@ class WebhookURLField(StrictURLField):
 class SubscriptionSerializer(StrictModelSerializer):
     url = WebhookURLField(max_length=2000)
     events = serializers.ListField(child=serializers.ChoiceField(choices=EventCode.choices), required=False)
-    channels = serializers.ListField(child=StrictCharField(max_length=100), required=False)
+    channels = serializers.ListField(child=StrictSlugField(max_length=100), required=False,
+                                     help_text="Channel names; empty means all.")
     headers = serializers.DictField(child=StrictCharField(max_length=1000), required=False)
     disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True, allow_null=True)
     disabledReason = serializers.CharField(source="disabled_reason", read_only=True)
