@@ -9,6 +9,7 @@ from django.db import OperationalError, connection
 from django.db.migrations.executor import MigrationExecutor
 
 from comms.bench.runner import Bench
+from comms.outages import describe
 
 ROWS = [
     ("celery_noop_tasks_per_s", "bare no-op Celery tasks / s (reference)"),
@@ -28,8 +29,7 @@ def check_database_ready() -> None:
         executor = MigrationExecutor(connection)
         pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
     except OperationalError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CommandError(f"cannot reach the database ({first_line}): check DATABASE_URL") from None
+        raise CommandError(f"cannot reach the database ({describe(exc)}): check DATABASE_URL") from None
     if pending:
         names = ", ".join(f"{migration.app_label}.{migration.name}" for migration, _ in pending[:3])
         raise CommandError(
