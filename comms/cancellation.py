@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import lifecycle
+from .lifecycle import Change, Only
 from .models import Message
 from .status import EventCode, Status
 
@@ -21,13 +22,13 @@ def message_cancel(*, message: Message, now: datetime | None = None) -> bool:
     """
     now = now or timezone.now()
     with transaction.atomic():
-        moved = lifecycle.transition([message.id], Status.CANCELLED, expected=CANCELLABLE,
-                                     unclaimed=True, now=now)
+        moved = lifecycle.transition([message.id], Change(Status.CANCELLED),
+                                     only=Only(from_statuses=CANCELLABLE, unleased=True), now=now)
         if not moved:
             lifecycle.record_event(message.id, EventCode.FAILED_CANCELLATION, now=now)
             return False
-        lifecycle.transition(_dormant_chain(message), Status.CANCELLED, expected={Status.PENDING},
-                             now=now)
+        lifecycle.transition(_dormant_chain(message), Change(Status.CANCELLED),
+                             only=Only(from_statuses={Status.PENDING}), now=now)
     return True
 
 

@@ -2,7 +2,8 @@
 
 Every change is a conditional UPDATE (`WHERE status IN <allowed>`), so a task that runs
 twice, or a receipt that comes late, changes nothing; the event rows are written in the
-same transaction, numbered per message by `event_seq`.
+same transaction, numbered per message by `event_seq`. What a move writes is one value
+(`Change`), what it requires another (`Only`).
 """
 
 import logging
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from . import hooks
 from .models import Message, MessageEvent
-from .status import ALLOWED_FROM, EventCode, Status
+from .status import ALLOWED_FROM, WAITING, EventCode, Status
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,39 @@ class EventDetails:
     link: str = ""
 
 
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+@dataclass(frozen=True)
+class Change:
+    """A move to `status`: its event's details and what else it writes. A field left out
+    keeps its column as it is. Whatever the change, the move ends any claim (the lease), and
+    a status that waits for nothing (see status.WAITING) has nothing due."""
+
+    status: Status
+    details: EventDetails = EventDetails()
+    due_at: datetime | None = KEEP
+    count_attempt: bool = False
+    # Values per message: {column: {message id: value}}, such as each attempt's provider_ref.
+    per_message: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Only:
+    """Which of the messages may move, beyond the transition table: `from_statuses` narrows
+    the allowed sources (never widens them), `attempts` asks for exactly that attempt count,
+    `unleased` skips messages a worker holds a claim on (a cancel must not take one being sent)."""
+
+    from_statuses: Collection[Status] | None = None
+    attempts: int | None = None
+    unleased: bool = False
+
+
 @dataclass
 class Moved:
     """A message that took the transition: its id, new sequence number and attempt count."""
@@ -45,76 +79,62 @@ class Moved:
     event: MessageEvent | None = field(default=None)
 
 
-def transition(
-    message_ids: Sequence[str],
-    target: Status,
-    *,
-    details: EventDetails = EventDetails(),
-    expected: Collection[Status] | None = None,
-    attempts: int | None = None,
-    count_attempt: bool = False,
-    next_attempt_at: datetime | None = None,
-    per_message: Mapping[str, Mapping[str, Any]] | None = None,
-    unclaimed: bool = False,
-    now: datetime | None = None,
-) -> list[Moved]:
-    """Move the messages that are in an allowed status to `target` and record the event.
-
-    `expected` narrows the allowed source statuses (never widens them); `attempts` only moves
-    messages whose attempt count is exactly that; `count_attempt` adds one to it.
-    `next_attempt_at` replaces the due time (None clears it: nothing is due). `per_message`
-    sets columns to a value per message ({column: {message_id: value}}). `unclaimed` skips
-    messages a worker holds a claim on (a cancel must not take a message being sent).
-    Messages that do not fit are left alone: the caller gets back only those that moved.
-    """
-    if not message_ids:
-        return []
-    allowed = ALLOWED_FROM.get(target, frozenset())
-    if expected is not None:
-        allowed = allowed & frozenset(expected)
-    if not allowed:
+def transition(message_ids: Sequence[str], change: Change, *, only: Only = Only(),
+               now: datetime | None = None) -> list[Moved]:
+    """Move the messages that are in an allowed status and fit `only`; record the events.
+    Messages that do not fit are left alone: the caller gets back only those that moved."""
+    allowed = ALLOWED_FROM.get(change.status, frozenset())
+    if only.from_statuses is not None:
+        allowed = allowed & frozenset(only.from_statuses)
+    if not message_ids or not allowed:
         return []
     now = now or timezone.now()
-    ops = connection.ops
-    per_message = per_message or {}
-    # Every change of status ends any claim on the message.
-    sets = ["status = %s", "event_seq = event_seq + 1", "updated_at = %s", "claimed_until = NULL"]
-    params: list[Any] = [target.value, ops.adapt_datetimefield_value(now)]
-    if "next_attempt_at" not in per_message:
-        sets.append("next_attempt_at = %s")
-        params.append(ops.adapt_datetimefield_value(next_attempt_at))
-    if count_attempt:
-        sets.append("attempts = attempts + 1")
-    for column, values in per_message.items():
-        cases = " ".join("WHEN %s THEN %s" for _ in values)
-        sets.append(f"{column} = CASE id {cases} ELSE {column} END")
-        for message_id, value in values.items():
-            if isinstance(value, datetime):
-                value = ops.adapt_datetimefield_value(value)
-            params += [message_id, value]
-    where = [
-        f"id IN ({', '.join(['%s'] * len(message_ids))})",
-        f"status IN ({', '.join(['%s'] * len(allowed))})",
-    ]
-    params += list(message_ids) + sorted(s.value for s in allowed)
-    if attempts is not None:
-        where.append("attempts = %s")
-        params.append(attempts)
-    if unclaimed:
-        where.append("(claimed_until IS NULL OR claimed_until < %s)")
-        params.append(ops.adapt_datetimefield_value(now))
-    sql = (
-        f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE {' AND '.join(where)} "
-        "RETURNING id, event_seq, attempts, application_id, channel_id"
-    )
+    sets, params = _sets(change, now)
+    where, where_params = _where(message_ids, allowed, only, now)
+    sql = (f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE {' AND '.join(where)} "
+           "RETURNING id, event_seq, attempts, application_id, channel_id")
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, params + where_params)
             moved = [Moved(*row) for row in cursor.fetchall()]
-        _record(moved, EventCode(target.value), details, now)
+        _record(moved, EventCode(change.status.value), change.details, now)
     if len(moved) < len(message_ids):
-        log.debug("transition to %s skipped %d message(s)", target, len(message_ids) - len(moved))
+        log.debug("transition to %s skipped %d message(s)", change.status, len(message_ids) - len(moved))
     return moved
+
+
+def _sets(change: Change, now: datetime) -> tuple[list[str], list[Any]]:
+    sets = ["status = %s", "event_seq = event_seq + 1", "updated_at = %s", "leased_until = NULL"]
+    params: list[Any] = [change.status.value, _db(now)]
+    due_at = change.due_at if change.status in WAITING else None
+    if due_at is not KEEP:
+        sets.append("due_at = %s")
+        params.append(_db(due_at))
+    if change.count_attempt:
+        sets.append("attempts = attempts + 1")
+    for column, values in change.per_message.items():
+        sets.append(f"{column} = CASE id {' '.join('WHEN %s THEN %s' for _ in values)} ELSE {column} END")
+        for message_id, value in values.items():
+            params += [message_id, _db(value)]
+    return sets, params
+
+
+def _where(message_ids: Sequence[str], allowed: Collection[Status], only: Only,
+           now: datetime) -> tuple[list[str], list[Any]]:
+    where = [f"id IN ({', '.join(['%s'] * len(message_ids))})",
+             f"status IN ({', '.join(['%s'] * len(allowed))})"]
+    params: list[Any] = list(message_ids) + sorted(s.value for s in allowed)
+    if only.attempts is not None:
+        where.append("attempts = %s")
+        params.append(only.attempts)
+    if only.unleased:
+        where.append("(leased_until IS NULL OR leased_until <= %s)")
+        params.append(_db(now))
+    return where, params
+
+
+def _db(value: Any) -> Any:
+    return connection.ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
 
 
 def record_event(message_id: str, code: EventCode, *, details: EventDetails = EventDetails(),

@@ -92,11 +92,12 @@ class Message(models.Model):
     # NULL, not "", when absent: the unique constraint ignores NULLs.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     provider_ref = models.CharField(max_length=255, blank=True, default="")
-    # When the sweeper should next look at this row: the due time of the next attempt, the
-    # end of a claim's lease, or when to ask the provider about a missing receipt.
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # Set while a worker holds a claim on the attempt: a cancel cannot take the message then.
-    claimed_until = models.DateTimeField(null=True, blank=True)
+    # When the message's next step falls due (see comms.due): its next attempt (QUEUED,
+    # DELIVERY_RETRIED), the look at its sendAt (SCHEDULED), the check for a missing receipt
+    # (SENT). NULL: nothing is due.
+    due_at = models.DateTimeField(null=True, blank=True)
+    # While a worker holds a claim on the attempt: nobody else sends it, a cancel cannot take it.
+    leased_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -111,9 +112,9 @@ class Message(models.Model):
         indexes = [
             # The sweeper's query: only rows with work due are in this index.
             models.Index(
-                fields=["next_attempt_at"],
-                condition=Q(next_attempt_at__isnull=False),
-                name="message_due_work",
+                fields=["due_at"],
+                condition=Q(due_at__isnull=False),
+                name="message_due_at",
             ),
             models.Index(fields=["application", "-created_at"], name="message_app_created"),
             models.Index(fields=["application", "status", "-created_at"], name="message_app_status"),

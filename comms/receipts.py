@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 
-from . import lifecycle
-from .lifecycle import EventDetails
+from . import lifecycle, outcomes
+from .lifecycle import Change, EventDetails, Only
 from .models import Channel, Message, Receipt
-from .outages import after_commit
 from .providers import ReceiptEvent, provider_for
-from .sending import attempt_failed
+from .publish import receipts_on_commit
 from .status import SENDABLE, Status
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,8 @@ def _process(channel: Channel, pending: list[_Pending], tries: int) -> list[Rece
             for i, item in enumerate(pending)
         ])
         if deferred:
-            _defer_on_commit(channel, deferred, tries)
+            receipts_on_commit(channel.name, deferred, tries=tries + 1,
+                               countdown=settings.RELAY_RECEIPT_RETRY_DELAY)
     return receipts
 
 
@@ -128,9 +128,8 @@ def _apply_in_steps(items: list[_Pending]) -> None:
             if event.kind == NOTED:
                 continue
             if event.kind == "FAILED":
-                if attempt_failed(item.message, event.error,
-                                  attempt=item.message.attempts if event.attempt is None else event.attempt,
-                                  after_sent=True):
+                if outcomes.reported_failed(item.message, event.error,
+                                            attempt=item.message.attempts if event.attempt is None else event.attempt):
                     item.applied.append(event.kind)
                 continue
             if event.kind not in FEEDBACK_OR_DELIVERED:
@@ -141,10 +140,9 @@ def _apply_in_steps(items: list[_Pending]) -> None:
             groups[key].append(item)
         for (kind, attempt, _, link), group in groups.items():
             env = group[0].events[step].env
-            moved = {m.id for m in lifecycle.transition(
-                [i.message.id for i in group], Status(kind), attempts=attempt,
-                details=EventDetails(env=env, link=link, raw_code=kind.lower()),
-            )}
+            change = Change(Status(kind), EventDetails(env=env, link=link, raw_code=kind.lower()))
+            moved = {m.id for m in lifecycle.transition([i.message.id for i in group], change,
+                                                        only=Only(attempts=attempt))}
             for item in group:
                 if item.message.id in moved:
                     item.applied.append(kind)
@@ -169,10 +167,3 @@ def _early(message: Message | None, event: ReceiptEvent) -> bool:
     if event.attempt is not None:
         return event.attempt > message.attempts
     return message.status in SENDABLE
-
-
-def _defer_on_commit(channel: Channel, payloads: list[dict], tries: int) -> None:
-    from .tasks import process_receipts
-
-    after_commit(lambda: process_receipts.apply_async(
-        (channel.name, payloads, tries + 1), countdown=settings.RELAY_RECEIPT_RETRY_DELAY))

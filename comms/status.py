@@ -70,6 +70,8 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
 
 # Statuses from which the message is, or will be, given to a provider.
 SENDABLE = frozenset({S.QUEUED, S.DELIVERY_RETRIED})
+# Statuses that wait for something (an attempt, sendAt, a receipt): only they have a due time.
+WAITING = frozenset({S.SCHEDULED, S.QUEUED, S.DELIVERY_RETRIED, S.SENT})
 FINAL = frozenset({S.DELIVERY_FAILED, S.CANCELLED, S.EXPIRED, S.DELETED})
 
 

@@ -7,11 +7,10 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import lifecycle
-from .dispatch import dispatch_on_commit, grace
+from . import due, lifecycle
 from .ids import new_id
 from .models import Application, Message
-from .scheduling import next_look, publish_countdowns_on_commit
+from .publish import sends_on_commit, starts_on_commit
 from .status import Status
 
 
@@ -55,9 +54,9 @@ def message_submit_batch(*, application: Application, items: Sequence[dict[str, 
         # Tails first, so every fallback_to points at a row that exists.
         Message.objects.bulk_create(list(reversed(rows)))
         lifecycle.record_created(heads, now)
-        dispatch_on_commit([m.id for m in heads if m.status == Status.QUEUED])
-        publish_countdowns_on_commit(
-            [(m.id, m.send_at) for m in heads if m.status == Status.SCHEDULED], now)
+        sends_on_commit([m.id for m in heads if m.status == Status.QUEUED])
+        starts_on_commit([(m.id, m.send_at) for m in heads
+                          if m.status == Status.SCHEDULED and m.send_at - now <= due.lookahead()], now)
     return heads
 
 
@@ -88,9 +87,9 @@ def _chain(application: Application, item: dict, inherited: dict, now: datetime)
         node = node.get("fallback")
     head = chain[0]
     if head.send_at and head.send_at > now:
-        head.status, head.next_attempt_at = Status.SCHEDULED, next_look(head.send_at, now)
+        head.status, head.due_at = Status.SCHEDULED, due.schedule_due(head.send_at, now)
     else:
-        head.status, head.next_attempt_at = Status.QUEUED, now + grace()
+        head.status, head.due_at = Status.QUEUED, now
     head.event_seq = 1
     return chain
 

@@ -7,10 +7,9 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from comms import tasks
+from comms import publish
 from comms.accounts import application_create, channel_upsert
 from config.celery import app as celery_app
-from deliveries import tasks as delivery_tasks
 from tests.receiver import Receiver
 from tests.timing import Clock
 
@@ -67,16 +66,15 @@ def backup_channel(db):
 
 
 class Published:
-    """Tasks published during a test, by name: [(args, options), ...]."""
+    """Tasks published during a test, by their short name (send_messages for
+    comms.send_messages): [(args, options), ...]."""
 
     def __init__(self):
         self.calls: dict[str, list[tuple[tuple, dict]]] = {}
 
-    def record(self, name):
-        def apply_async(args=(), kwargs=None, **options):
-            self.calls.setdefault(name, []).append((tuple(args), options))
-
-        return apply_async
+    def record(self, name, args, **options):
+        short = name.rsplit(".", 1)[1]
+        self.calls.setdefault(short, []).append((tuple(args), options))
 
     def of(self, name) -> list[tuple[tuple, dict]]:
         return self.calls.get(name, [])
@@ -94,9 +92,7 @@ def published(monkeypatch):
     transaction never commits: wrap the code in django_capture_on_commit_callbacks(execute=True)
     to record what would be published."""
     recorder = Published()
-    for name in ("send_messages", "process_receipts", "start_scheduled", "sweep"):
-        monkeypatch.setattr(getattr(tasks, name), "apply_async", recorder.record(name))
-    monkeypatch.setattr(delivery_tasks.send_deliveries, "apply_async", recorder.record("send_deliveries"))
+    monkeypatch.setattr(publish, "publish", recorder.record)
     return recorder
 
 

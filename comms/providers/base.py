@@ -68,6 +68,16 @@ class Sent:
     provider_ref: str
 
 
+@dataclass(frozen=True)
+class LocalReceipts:
+    """Receipts a provider gives back itself, with no request from outside (the simulator's
+    callbacks, an SMTP server's acceptance). The caller has them processed `delay` seconds
+    from now, on the receipts queue, as if they had been posted to the channel's receipts URL."""
+
+    payloads: list[dict]
+    delay: float | None = None
+
+
 class Provider:
     type: ClassVar[str]
     # Config keys that are write-only (see secrets): "password", or "credentials.*".
@@ -109,18 +119,22 @@ class Provider:
         """
         raise NotImplementedError
 
-    def after_sent(self, sent: list[Sent]) -> None:
-        """Called once the SENT transitions have committed."""
+    def receipts_after_sent(self, sent: list[Sent]) -> LocalReceipts | None:
+        """Receipts this provider gives back itself for attempts whose SENT has committed."""
+        return None
 
     def close(self) -> None:
         """Called when a task is done with this provider (a connection it kept, say)."""
 
     def receipt_timeout(self, message: "Message") -> float | None:
-        """Seconds after SENT to ask `poll` about a message still waiting for a receipt."""
+        """Seconds after SENT to ask `poll` about a message still waiting for a receipt
+        (None: never)."""
         return None
 
-    def poll(self, messages: Iterable["Message"]) -> None:
-        """Ask the provider again about messages whose receipt is overdue."""
+    def poll(self, messages: Iterable["Message"]) -> LocalReceipts | None:
+        """Ask the provider again about messages whose receipt is overdue; what it says
+        now, if it can say it at once."""
+        return None
 
     def receipt_payloads(self, request) -> list[dict]:
         """The receipts an inbound request to the channel's receipts URL carries.

@@ -18,7 +18,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 
 from ..status import ErrorCode
 from . import addressing, esp
-from .base import ConfigError, Provider, ProviderError, ReceiptEvent, ReceiptRefused, Sent
+from .base import ConfigError, LocalReceipts, Provider, ProviderError, ReceiptEvent, ReceiptRefused, Sent
 
 SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
@@ -157,20 +157,18 @@ class EmailProvider(Provider):
 
     # --- no receipt comes from an SMTP server: acceptance is delivery, when so configured ---
 
-    def after_sent(self, sent: list[Sent]) -> None:
+    def receipts_after_sent(self, sent: list[Sent]) -> LocalReceipts | None:
         if not self._smtp or not self.channel.config.get("acceptedIsDelivered", True):
-            return
-        from ..tasks import process_receipts
-
-        payloads = [{"messageId": item.message.id, "attempt": item.attempt, "event": "accepted"} for item in sent]
-        process_receipts.apply_async((self.channel.name, payloads))
+            return None
+        return LocalReceipts([{"messageId": item.message.id, "attempt": item.attempt, "event": "accepted"}
+                              for item in sent])
 
     def receipt_timeout(self, message) -> float | None:
         # If the DELIVERED that follows acceptance was lost (a flushed broker), say it again.
         return 30.0 if self._smtp and self.channel.config.get("acceptedIsDelivered", True) else None
 
-    def poll(self, messages: Iterable) -> None:
-        self.after_sent([Sent(m, m.attempts, m.provider_ref) for m in messages])
+    def poll(self, messages: Iterable) -> LocalReceipts | None:
+        return self.receipts_after_sent([Sent(m, m.attempts, m.provider_ref) for m in messages])
 
     def receipt_payloads(self, request) -> list[dict]:
         if self._smtp:

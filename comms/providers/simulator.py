@@ -1,7 +1,8 @@
 """The simulator: a provider with asynchronous receipts, steered by tokens in the receiver.
 
 `+447700900123#fail2` fails the first two attempts, then delivers. Its receipts travel
-the path real ones do: a `process_receipts` task with payloads this class parses.
+the path real ones do: handed back as LocalReceipts, processed on the receipts queue with
+payloads this class parses.
 """
 
 import random
@@ -10,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..status import ErrorCode
-from .base import ConfigError, HmacReceipts, Provider, ProviderError, ReceiptEvent, Sent
+from .base import ConfigError, HmacReceipts, LocalReceipts, Provider, ProviderError, ReceiptEvent, Sent
 
 _TOKEN = re.compile(r"^(fail)(\d*)$|^(reject|read|delete|click|silent)$")
 
@@ -79,14 +80,10 @@ class SimulatorProvider(HmacReceipts, Provider):
             raise ProviderError(ErrorCode.REJECTED_BY_CHANNEL, permanent=True, raw_code="reject")
         return f"sim-{message.id}-{attempt}"
 
-    def after_sent(self, sent: list[Sent]) -> None:
+    def receipts_after_sent(self, sent: list[Sent]) -> LocalReceipts | None:
         """Receipts for a batch of attempts come back in one callback, as bulk providers do."""
-        from ..tasks import process_receipts
-
         payloads = [p for p in (self.receipt_for(i, Behaviour.of(i.message.receiver)) for i in sent) if p]
-        if payloads:
-            process_receipts.apply_async(
-                (self.channel.name, payloads), countdown=self.receipt_delay or None)
+        return LocalReceipts(payloads, delay=self.receipt_delay or None) if payloads else None
 
     def receipt_for(self, item: Sent, behaviour: Behaviour) -> dict | None:
         if behaviour.silent:
@@ -115,8 +112,8 @@ class SimulatorProvider(HmacReceipts, Provider):
         # The simulator "retries its callback" if ours was lost, as real providers do.
         return self.receipt_delay + 30.0
 
-    def poll(self, messages: Iterable) -> None:
-        self.after_sent([Sent(m, m.attempts, m.provider_ref) for m in messages])
+    def poll(self, messages: Iterable) -> LocalReceipts | None:
+        return self.receipts_after_sent([Sent(m, m.attempts, m.provider_ref) for m in messages])
 
     def parse_receipt(self, payload: dict) -> list[ReceiptEvent]:
         try:
