@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from ..jsonstore import loads
 from ..status import ErrorCode
-from . import secrets as config_secrets
+from .secrets import kept, masked
 
 if TYPE_CHECKING:
     from ..models import Channel, Message
@@ -90,12 +90,12 @@ class Provider:
     def configure(cls, config: dict, previous: dict | None = None) -> dict:
         """What a create or update stores: the secrets it omits (or gives back masked)
         kept from `previous`, then validated by clean_config. Raises ConfigError."""
-        return cls.clean_config(config_secrets.kept(config, previous, cls.SECRET_KEYS), previous)
+        return cls.clean_config(kept(config, previous, cls.SECRET_KEYS), previous)
 
     @classmethod
     def shown(cls, config: dict, *, reveal: Collection[str] = ()) -> dict:
         """The config as the API, the admin and commands may show it: secrets masked."""
-        return config_secrets.masked(config, cls.SECRET_KEYS, reveal=reveal)
+        return masked(config, cls.SECRET_KEYS, reveal=reveal)
 
     @classmethod
     def clean_config(cls, config: dict, previous: dict | None = None) -> dict:

@@ -17,8 +17,14 @@ from anymail.exceptions import AnymailError
 from django.core.mail import EmailMultiAlternatives, get_connection
 
 from ..status import ErrorCode
-from . import addressing, esp
+from .addressing import email_address_errors, email_size_errors, merged
 from .base import ConfigError, LocalReceipts, Provider, ProviderError, ReceiptEvent, ReceiptRefused, Sent
+from .esp import clean_config as esp_clean_config
+from .esp import connection as esp_connection
+from .esp import error_for as esp_error_for
+from .esp import parse_receipt as esp_parse_receipt
+from .esp import receipt_payloads as esp_receipt_payloads
+from .esp import reference as esp_reference
 
 SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
@@ -64,10 +70,10 @@ class EmailProvider(Provider):
 
     @classmethod
     def message_errors(cls, config, *, receiver, sender, content):
-        return addressing.merged(
-            addressing.email_address_errors("receiver", receiver),
-            addressing.email_address_errors("sender", sender, display_name=True) if sender else {},
-            addressing.email_size_errors(content),
+        return merged(
+            email_address_errors("receiver", receiver),
+            email_address_errors("sender", sender, display_name=True) if sender else {},
+            email_size_errors(content),
         )
 
     @classmethod
@@ -78,7 +84,7 @@ class EmailProvider(Provider):
         if not isinstance(config.get("from"), str) or "@" not in config["from"]:
             raise ConfigError("from is required: an email address")
         if config["backend"] != "smtp":
-            return esp.clean_config(config)
+            return esp_clean_config(config)
         for key in ("host", "from"):
             if not isinstance(config.get(key), str) or not config[key].strip():
                 raise ConfigError(f"{key} is required: a non-empty string")
@@ -114,7 +120,7 @@ class EmailProvider(Provider):
 
     def _open(self):
         if self._connection is None and not self._smtp:
-            self._connection = esp.connection(self.channel.config)
+            self._connection = esp_connection(self.channel.config)
         if self._connection is None:
             config = self.channel.config
             self._connection = get_connection(
@@ -141,11 +147,11 @@ class EmailProvider(Provider):
         try:
             self._open().send_messages([email])
         except AnymailError as exc:
-            raise esp.error_for(exc) from exc
+            raise esp_error_for(exc) from exc
         except OSError as exc:  # smtplib.SMTPException and TimeoutError are OSErrors
             self.close()  # whatever state it was left in, the next message starts afresh
             raise error_for(exc) from exc
-        return headers["Message-ID"] if self._smtp else esp.reference(email)
+        return headers["Message-ID"] if self._smtp else esp_reference(email)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -173,11 +179,11 @@ class EmailProvider(Provider):
     def receipt_payloads(self, request) -> list[dict]:
         if self._smtp:
             raise ReceiptRefused  # an SMTP channel takes no receipts from outside
-        return esp.receipt_payloads(self.channel.config, request)
+        return esp_receipt_payloads(self.channel.config, request)
 
     def parse_receipt(self, payload: dict) -> list[ReceiptEvent]:
         if not self._smtp:
-            return esp.parse_receipt(payload)
+            return esp_parse_receipt(payload)
         try:
             message_id, attempt = str(payload["messageId"]), int(payload["attempt"])
         except (KeyError, TypeError, ValueError) as exc:

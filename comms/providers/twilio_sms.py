@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from ..status import ErrorCode
-from . import addressing
+from .addressing import merged, phone_number_errors, sms_body_errors, sms_sender_errors
 from .base import ConfigError, Provider, ProviderError, ReceiptEvent
 
 # Twilio error code -> (our code, permanent). Temporary ones are retried on the channel's
@@ -104,10 +104,10 @@ class TwilioProvider(Provider):
     @classmethod
     def message_errors(cls, config, *, receiver, sender, content):
         prefix = "whatsapp:" if config.get("whatsapp") else ""
-        return addressing.merged(
-            addressing.phone_number_errors("receiver", receiver, prefix=prefix),
-            addressing.sms_sender_errors("sender", sender, prefix=prefix) if sender else {},
-            addressing.sms_body_errors(content),
+        return merged(
+            phone_number_errors("receiver", receiver, prefix=prefix),
+            sms_sender_errors("sender", sender, prefix=prefix) if sender else {},
+            sms_body_errors(content),
         )
 
     def _address(self, number: str) -> str:
