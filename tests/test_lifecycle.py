@@ -1,4 +1,6 @@
-"""comms.lifecycle: the one function that changes a status, checked against the one table."""
+"""comms.lifecycle: the one function that changes a status, checked against the one table.
+
+What a move writes is a Change, what it requires an Only."""
 
 import itertools
 from datetime import timedelta
@@ -7,9 +9,9 @@ import pytest
 from django.utils import timezone
 
 from comms import lifecycle
-from comms.lifecycle import EventDetails
+from comms.lifecycle import Change, EventDetails, Only
 from comms.models import Message, MessageEvent
-from comms.status import EventCode, Status, can_transition
+from comms.status import WAITING, EventCode, Status, can_transition
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +58,7 @@ def test_every_pair_of_statuses_is_covered():
 def test_allowed_transition_moves_the_message_and_records_one_event(make_message, source, target):
     message = make_message(source)
 
-    moved = lifecycle.transition([message.id], target)
+    moved = lifecycle.transition([message.id], Change(target))
 
     message.refresh_from_db()
     assert [m.id for m in moved] == [message.id]
@@ -69,7 +71,7 @@ def test_allowed_transition_moves_the_message_and_records_one_event(make_message
 def test_forbidden_transition_changes_nothing_and_raises_nothing(make_message, source, target):
     message = make_message(source)
 
-    moved = lifecycle.transition([message.id], target)
+    moved = lifecycle.transition([message.id], Change(target))
 
     message.refresh_from_db()
     assert moved == []
@@ -78,30 +80,30 @@ def test_forbidden_transition_changes_nothing_and_raises_nothing(make_message, s
     assert events_of(message) == []
 
 
-def test_expected_narrows_the_allowed_sources(make_message):
+def test_from_statuses_narrows_the_allowed_sources(make_message):
     message = make_message(Status.QUEUED)
 
-    moved = lifecycle.transition([message.id], Status.SENT, expected={Status.DELIVERY_RETRIED})
+    moved = lifecycle.transition([message.id], Change(Status.SENT), only=Only(from_statuses={Status.DELIVERY_RETRIED}))
 
     message.refresh_from_db()
     assert moved == []
     assert message.status == Status.QUEUED
 
 
-def test_expected_never_widens_the_allowed_sources(make_message):
+def test_from_statuses_never_widens_the_allowed_sources(make_message):
     message = make_message(Status.DELIVERED)
 
-    moved = lifecycle.transition([message.id], Status.SENT, expected={Status.DELIVERED})
+    moved = lifecycle.transition([message.id], Change(Status.SENT), only=Only(from_statuses={Status.DELIVERED}))
 
     message.refresh_from_db()
     assert moved == []
     assert message.status == Status.DELIVERED
 
 
-def test_expected_still_moves_a_message_in_an_expected_status(make_message):
+def test_from_statuses_still_moves_a_message_in_an_expected_status(make_message):
     message = make_message(Status.QUEUED)
 
-    moved = lifecycle.transition([message.id], Status.SENT, expected={Status.QUEUED})
+    moved = lifecycle.transition([message.id], Change(Status.SENT), only=Only(from_statuses={Status.QUEUED}))
 
     assert [m.id for m in moved] == [message.id]
 
@@ -109,7 +111,7 @@ def test_expected_still_moves_a_message_in_an_expected_status(make_message):
 def test_attempts_guard_skips_a_message_with_another_attempt_count(make_message):
     message = make_message(Status.SENT, attempts=2)
 
-    moved = lifecycle.transition([message.id], Status.DELIVERED, attempts=1)
+    moved = lifecycle.transition([message.id], Change(Status.DELIVERED), only=Only(attempts=1))
 
     message.refresh_from_db()
     assert moved == []
@@ -119,7 +121,7 @@ def test_attempts_guard_skips_a_message_with_another_attempt_count(make_message)
 def test_attempts_guard_moves_a_message_with_that_attempt_count(make_message):
     message = make_message(Status.SENT, attempts=2)
 
-    moved = lifecycle.transition([message.id], Status.DELIVERED, attempts=2)
+    moved = lifecycle.transition([message.id], Change(Status.DELIVERED), only=Only(attempts=2))
 
     message.refresh_from_db()
     assert [m.id for m in moved] == [message.id]
@@ -129,7 +131,7 @@ def test_attempts_guard_moves_a_message_with_that_attempt_count(make_message):
 def test_count_attempt_adds_one_to_the_attempts_and_stamps_the_event(make_message):
     message = make_message(Status.QUEUED, attempts=0)
 
-    (moved,) = lifecycle.transition([message.id], Status.SENT, count_attempt=True)
+    (moved,) = lifecycle.transition([message.id], Change(Status.SENT, count_attempt=True))
 
     message.refresh_from_db()
     assert message.attempts == 1
@@ -140,7 +142,7 @@ def test_count_attempt_adds_one_to_the_attempts_and_stamps_the_event(make_messag
 def test_without_count_attempt_the_attempts_stay(make_message):
     message = make_message(Status.SENT, attempts=1)
 
-    lifecycle.transition([message.id], Status.DELIVERED)
+    lifecycle.transition([message.id], Change(Status.DELIVERED))
 
     message.refresh_from_db()
     assert message.attempts == 1
@@ -152,46 +154,97 @@ def test_per_message_sets_each_messages_own_column_values(make_message):
     due = {first.id: now + timedelta(seconds=30), second.id: now + timedelta(seconds=60)}
 
     lifecycle.transition(
-        [first.id, second.id], Status.SENT, now=now,
-        per_message={"provider_ref": {first.id: "ref-1", second.id: "ref-2"}, "next_attempt_at": due},
+        [first.id, second.id],
+        Change(Status.SENT, per_message={"provider_ref": {first.id: "ref-1", second.id: "ref-2"}, "due_at": due}),
+        now=now,
     )
 
     first.refresh_from_db()
     second.refresh_from_db()
-    assert (first.provider_ref, first.next_attempt_at) == ("ref-1", due[first.id])
-    assert (second.provider_ref, second.next_attempt_at) == ("ref-2", due[second.id])
+    assert (first.provider_ref, first.due_at) == ("ref-1", due[first.id])
+    assert (second.provider_ref, second.due_at) == ("ref-2", due[second.id])
 
 
 def test_transition_sets_the_due_time_and_ends_the_claim(make_message):
     now = timezone.now()
-    message = make_message(Status.QUEUED, claimed_until=now + timedelta(seconds=45))
+    message = make_message(Status.QUEUED, leased_until=now + timedelta(seconds=45))
     due = now + timedelta(seconds=10)
 
-    lifecycle.transition([message.id], Status.DELIVERY_RETRIED, next_attempt_at=due, now=now)
+    lifecycle.transition([message.id], Change(Status.DELIVERY_RETRIED, due_at=due), now=now)
 
     message.refresh_from_db()
-    assert message.next_attempt_at == due
-    assert message.claimed_until is None
+    assert message.due_at == due
+    assert message.leased_until is None
 
 
-def test_transition_without_a_due_time_clears_it(make_message):
-    message = make_message(Status.SENT, next_attempt_at=timezone.now())
+def test_transition_to_a_waiting_status_without_a_due_time_keeps_it(make_message):
+    due = timezone.now() + timedelta(seconds=30)
+    message = make_message(Status.QUEUED, due_at=due)
 
-    lifecycle.transition([message.id], Status.DELIVERED)
+    lifecycle.transition([message.id], Change(Status.SENT))
 
     message.refresh_from_db()
-    assert message.next_attempt_at is None
+    assert message.due_at == due
 
 
-def test_unclaimed_skips_a_message_a_worker_holds(make_message):
+def test_transition_to_a_waiting_status_may_clear_the_due_time(make_message):
+    message = make_message(Status.QUEUED, due_at=timezone.now())
+
+    lifecycle.transition([message.id], Change(Status.SENT, due_at=None))
+
+    message.refresh_from_db()
+    assert message.due_at is None
+
+
+def test_transition_to_a_status_that_waits_for_nothing_clears_the_due_time(make_message):
+    message = make_message(Status.SENT, due_at=timezone.now())
+
+    lifecycle.transition([message.id], Change(Status.DELIVERED))
+
+    message.refresh_from_db()
+    assert message.due_at is None
+
+
+def test_a_due_time_given_to_a_status_that_waits_for_nothing_is_not_written(make_message):
     now = timezone.now()
-    message = make_message(Status.QUEUED, claimed_until=now + timedelta(seconds=45))
+    message = make_message(Status.QUEUED, due_at=now)
 
-    moved = lifecycle.transition([message.id], Status.CANCELLED, unclaimed=True, now=now)
+    lifecycle.transition([message.id], Change(Status.CANCELLED, due_at=now + timedelta(seconds=30)), now=now)
+
+    message.refresh_from_db()
+    assert message.due_at is None
+
+
+@pytest.mark.parametrize(("source", "target"), ALLOWED_PAIRS)
+def test_every_transition_ends_the_claim_and_only_waiting_statuses_keep_a_due_time(make_message, source, target):
+    now = timezone.now()
+    message = make_message(source, due_at=now, leased_until=now + timedelta(seconds=45))
+
+    lifecycle.transition([message.id], Change(target), now=now)
+
+    message.refresh_from_db()
+    assert message.leased_until is None
+    assert message.due_at == (now if target in WAITING else None)
+
+
+def test_unleased_skips_a_message_a_worker_holds(make_message):
+    now = timezone.now()
+    message = make_message(Status.QUEUED, leased_until=now + timedelta(seconds=45))
+
+    moved = lifecycle.transition([message.id], Change(Status.CANCELLED), only=Only(unleased=True), now=now)
 
     message.refresh_from_db()
     assert moved == []
     assert message.status == Status.QUEUED
+
+
+def test_unleased_moves_a_message_whose_lease_has_run_out(make_message):
+    now = timezone.now()
+    message = make_message(Status.QUEUED, leased_until=now)
+
+    moved = lifecycle.transition([message.id], Change(Status.CANCELLED), only=Only(unleased=True), now=now)
+
+    assert [m.id for m in moved] == [message.id]
 
 
 def test_event_carries_the_details(make_message):
@@ -199,7 +252,7 @@ def test_event_carries_the_details(make_message):
     details = EventDetails(error_code="CHANNEL_UNKNOWN_ERROR", error_message="boom", raw_code="e42",
                            fallback_to="f" * 32)
 
-    lifecycle.transition([message.id], Status.DELIVERY_FAILED, details=details)
+    lifecycle.transition([message.id], Change(Status.DELIVERY_FAILED, details))
 
     event = MessageEvent.objects.get(message=message)
     assert (event.error_code, event.error_message, event.raw_code, event.fallback_to) == (
@@ -209,7 +262,7 @@ def test_event_carries_the_details(make_message):
 def test_only_the_messages_that_fit_are_moved(make_message):
     queued, delivered = make_message(Status.QUEUED), make_message(Status.DELIVERED)
 
-    moved = lifecycle.transition([queued.id, delivered.id], Status.SENT)
+    moved = lifecycle.transition([queued.id, delivered.id], Change(Status.SENT))
 
     assert [m.id for m in moved] == [queued.id]
     assert events_of(delivered) == []
@@ -217,9 +270,9 @@ def test_only_the_messages_that_fit_are_moved(make_message):
 
 def test_a_second_identical_transition_is_a_no_op(make_message):
     message = make_message(Status.QUEUED)
-    lifecycle.transition([message.id], Status.SENT)
+    lifecycle.transition([message.id], Change(Status.SENT))
 
-    moved = lifecycle.transition([message.id], Status.SENT)
+    moved = lifecycle.transition([message.id], Change(Status.SENT))
 
     message.refresh_from_db()
     assert moved == []
@@ -231,10 +284,11 @@ def test_a_repeated_counted_retry_is_a_no_op(make_message):
     # DELIVERY_RETRIED may follow DELIVERY_RETRIED, so the attempts guard is what makes a
     # repeated task harmless.
     message = make_message(Status.DELIVERY_RETRIED, attempts=1)
-    retry = {"attempts": 1, "count_attempt": True, "expected": {Status.DELIVERY_RETRIED}}
-    lifecycle.transition([message.id], Status.DELIVERY_RETRIED, **retry)
+    retry = Change(Status.DELIVERY_RETRIED, count_attempt=True)
+    only = Only(from_statuses={Status.DELIVERY_RETRIED}, attempts=1)
+    lifecycle.transition([message.id], retry, only=only)
 
-    moved = lifecycle.transition([message.id], Status.DELIVERY_RETRIED, **retry)
+    moved = lifecycle.transition([message.id], retry, only=only)
 
     message.refresh_from_db()
     assert moved == []
@@ -243,7 +297,7 @@ def test_a_repeated_counted_retry_is_a_no_op(make_message):
 
 
 def test_transition_of_no_messages_moves_nothing():
-    assert lifecycle.transition([], Status.SENT) == []
+    assert lifecycle.transition([], Change(Status.SENT)) == []
 
 
 def test_record_event_adds_an_event_without_changing_the_status(make_message):
@@ -268,7 +322,7 @@ def test_record_event_for_an_unknown_message_records_nothing():
 def test_delivered_after_read_is_ignored(make_message):
     message = make_message(Status.READ)
 
-    moved = lifecycle.transition([message.id], Status.DELIVERED)
+    moved = lifecycle.transition([message.id], Change(Status.DELIVERED))
 
     message.refresh_from_db()
     assert moved == []
@@ -280,7 +334,7 @@ def test_delivered_after_read_is_ignored(make_message):
 def test_feedback_may_follow_delivered(make_message, target):
     message = make_message(Status.DELIVERED)
 
-    moved = lifecycle.transition([message.id], target)
+    moved = lifecycle.transition([message.id], Change(target))
 
     assert [m.id for m in moved] == [message.id]
 
@@ -289,7 +343,7 @@ def test_feedback_may_follow_delivered(make_message, target):
 def test_read_after_later_feedback_is_ignored(make_message, source):
     message = make_message(source)
 
-    moved = lifecycle.transition([message.id], Status.READ)
+    moved = lifecycle.transition([message.id], Change(Status.READ))
 
     assert moved == []
 

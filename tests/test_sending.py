@@ -10,9 +10,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from comms import dispatch, receipts, sending, sweeper
+from comms import claims, receipts, sending, sweeper
 from comms.accounts import channel_upsert
-from comms.leases import grace
+from comms.due import grace
 from comms.models import Channel, Message, MessageEvent, Receipt
 from comms.payloads import event_payload
 from comms.providers.simulator import CLICK_LINK, READ_ENV, SimulatorProvider
@@ -49,7 +49,7 @@ class Relay:
 
     def send_when_due(self, message: Message) -> int:
         message.refresh_from_db()
-        return self.send(message, now=message.next_attempt_at)
+        return self.send(message, now=message.due_at)
 
     def receipts(self) -> list[Receipt]:
         """Process every receipt the simulator published since the last call."""
@@ -121,8 +121,8 @@ def test_sent_publishes_the_simulators_receipt(relay, published, channel):
 
     relay.send(message)
 
-    [((channel_name, payloads), _)] = published.of("process_receipts")
-    assert channel_name == channel.name
+    [((channel_name, payloads, tries), _)] = published.of("process_receipts")
+    assert (channel_name, tries) == (channel.name, 0)
     assert payloads == [{"messageId": message.id, "attempt": 1, "ref": f"sim-{message.id}-1",
                          "events": [{"event": "delivered"}]}]
 
@@ -273,7 +273,7 @@ def test_silent_message_has_nothing_due(relay, channel):
 
     relay.send(message)
 
-    assert fresh(message).next_attempt_at is None
+    assert fresh(message).due_at is None
 
 
 def test_sent_message_is_due_for_a_poll_after_the_receipt_timeout(relay, channel):
@@ -283,7 +283,7 @@ def test_sent_message_is_due_for_a_poll_after_the_receipt_timeout(relay, channel
     relay.send(message)
 
     timeout = timedelta(seconds=SimulatorProvider(channel).receipt_timeout(message))
-    assert before + timeout <= fresh(message).next_attempt_at <= timezone.now() + timeout
+    assert before + timeout <= fresh(message).due_at <= timezone.now() + timeout
 
 
 # Retry timing
@@ -298,15 +298,15 @@ def test_retry_countdown_doubles_with_each_attempt(relay, published, channel):
     assert countdowns(published, message) == [None, channel.retry_delay, 2 * channel.retry_delay]
 
 
-def test_retry_is_due_after_the_delay_plus_the_dispatch_grace(relay, channel):
+def test_retry_is_due_exactly_after_the_delay(relay, channel):
     message = relay.submit(channel, f"{PHONE}#fail")
     relay.send(message)
     before = timezone.now()
 
     relay.receipts()
 
-    wait = timedelta(seconds=channel.retry_delay + settings.RELAY_DISPATCH_GRACE)
-    assert before + wait <= fresh(message).next_attempt_at <= timezone.now() + wait
+    wait = timedelta(seconds=channel.retry_delay)
+    assert before + wait <= fresh(message).due_at <= timezone.now() + wait
 
 
 def test_retry_is_not_claimed_before_its_delay(relay, channel):
@@ -341,31 +341,31 @@ def test_long_retry_becomes_claimable_at_its_due_time(relay, slow_channel):
 
     relay.receipts()
 
-    wait = timedelta(seconds=slow_channel.retry_delay) + grace()
-    assert before + wait <= fresh(message).next_attempt_at <= timezone.now() + wait
+    wait = timedelta(seconds=slow_channel.retry_delay)
+    assert before + wait <= fresh(message).due_at <= timezone.now() + wait
 
 
-def test_sweeper_leaves_a_long_retry_alone_until_it_is_due(relay, published, slow_channel,
-                                                          django_capture_on_commit_callbacks):
+def test_sweeper_leaves_a_long_retry_alone_until_a_grace_after_it_is_due(
+        relay, published, slow_channel, django_capture_on_commit_callbacks):
     message = relay.submit(slow_channel, f"{PHONE}#fail")
     relay.attempt(message)
     published.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        counts = sweeper.sweep_due_work(now=fresh(message).next_attempt_at - timedelta(seconds=1))
+        counts = sweeper.sweep_due_work(now=fresh(message).due_at + grace() - timedelta(seconds=1))
 
     assert counts["dispatched"] == 0
     assert published.sent_ids() == []
 
 
-def test_sweeper_dispatches_a_long_retry_at_its_due_time(relay, published, slow_channel,
-                                                         django_capture_on_commit_callbacks):
+def test_sweeper_dispatches_a_long_retry_a_grace_after_its_due_time(
+        relay, published, slow_channel, django_capture_on_commit_callbacks):
     message = relay.submit(slow_channel, f"{PHONE}#fail")
     relay.attempt(message)
     published.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        counts = sweeper.sweep_due_work(now=fresh(message).next_attempt_at)
+        counts = sweeper.sweep_due_work(now=fresh(message).due_at + grace())
 
     assert counts["dispatched"] == 1
     assert published.sent_ids() == [message.id]
@@ -475,7 +475,7 @@ def test_sending_the_same_message_twice_sends_it_once(relay, published, channel)
 def test_a_claimed_message_cannot_be_claimed_again(relay, channel):
     message = relay.submit(channel, PHONE)
     now = timezone.now()
-    dispatch.claim([message.id], now)
+    claims.claim([message.id], now)
 
     sent = relay.send(message, now=now)
 
@@ -486,7 +486,7 @@ def test_a_claimed_message_cannot_be_claimed_again(relay, channel):
 def test_a_claim_lapses_after_its_lease(relay, channel):
     message = relay.submit(channel, PHONE)
     now = timezone.now()
-    dispatch.claim([message.id], now)
+    claims.claim([message.id], now)
 
     sent = relay.send(message, now=now + timedelta(seconds=settings.RELAY_CLAIM_LEASE + 1))
 
@@ -501,7 +501,7 @@ def test_a_message_named_twice_in_one_task_is_sent_once(relay, published, channe
     with django_capture_on_commit_callbacks(execute=True):
         sending.send_attempts([message.id, message.id])
 
-    payloads = [p for (_, ps), _ in published.of("process_receipts") for p in ps]
+    payloads = [p for (_, ps, _), _ in published.of("process_receipts") for p in ps]
     assert len(payloads) == 1
 
 

@@ -1,7 +1,8 @@
 """The sweeper: the safety net for lost tasks, killed workers, schedules and lost receipts.
 
 Every sweep is given its `now`, so a grace, a lease or a receipt timeout passes without
-sleeping; the `published` fixture records what a sweep would publish once it commits.
+sleeping; the `published` fixture records what a sweep would publish once it commits. A sweep
+takes what fell due a grace ago and holds no live lease (comms.due).
 """
 
 from datetime import timedelta
@@ -10,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from comms import dispatch, sending, sweeper, tasks
+from comms import claims, publish, sending, sweeper
 from comms.models import Message, MessageEvent
 from comms.providers import provider_for
 from comms.providers.base import Sent
@@ -110,7 +111,8 @@ def test_a_republished_message_is_given_a_fresh_grace(submit, sweep, t0):
 
     sweep(swept_at)
 
-    assert fresh(message).next_attempt_at == swept_at + grace()
+    # Due from the sweep: not taken again before another grace has passed.
+    assert fresh(message).due_at == swept_at
 
 
 def test_a_republished_message_is_not_republished_again_within_the_grace(submit, sweep, published, t0):
@@ -130,7 +132,7 @@ def test_the_republished_task_can_claim_its_message(submit, sweep, t0):
     swept_at = t0 + grace()
     sweep(swept_at)
 
-    assert [m.id for m in dispatch.claim([message.id], swept_at)] == [message.id]
+    assert [m.id for m in claims.claim([message.id], swept_at)] == [message.id]
 
 
 def test_a_message_whose_publish_failed_is_picked_up_by_the_sweeper(
@@ -139,7 +141,7 @@ def test_a_message_whose_publish_failed_is_picked_up_by_the_sweeper(
         raise ConnectionError("broker unreachable")
 
     with monkeypatch.context() as broken:
-        broken.setattr(tasks.send_messages, "apply_async", broker_down)
+        broken.setattr(publish, "publish", broker_down)
         with django_capture_on_commit_callbacks(execute=True):
             message, _ = message_submit(
                 application=application, data={"channel": channel, "receiver": PHONE, "content": {"text": "Hi"}},
@@ -155,9 +157,9 @@ def test_a_message_whose_publish_failed_is_picked_up_by_the_sweeper(
 
 def test_a_claimed_message_is_not_swept_while_its_lease_runs(submit, sweep, published, t0):
     message = submit()
-    dispatch.claim([message.id], t0)  # and the worker is killed
+    claims.claim([message.id], t0)  # and the worker is killed
 
-    counts = sweep(t0 + grace() + lease() - seconds(1))
+    counts = sweep(t0 + lease() - seconds(1))
 
     assert counts["dispatched"] == 0
     assert published.sent_ids() == []
@@ -165,9 +167,9 @@ def test_a_claimed_message_is_not_swept_while_its_lease_runs(submit, sweep, publ
 
 def test_a_claimed_message_is_swept_once_its_lease_has_expired(submit, sweep, published, t0):
     message = submit()
-    dispatch.claim([message.id], t0)  # and the worker is killed
+    claims.claim([message.id], t0)  # and the worker is killed
 
-    counts = sweep(t0 + grace() + lease())
+    counts = sweep(t0 + lease())
 
     assert counts["dispatched"] == 1
     assert published.sent_ids() == [message.id]
@@ -175,8 +177,8 @@ def test_a_claimed_message_is_swept_once_its_lease_has_expired(submit, sweep, pu
 
 def test_after_a_killed_worker_the_message_is_sent_exactly_once(submit, sweep, send, published, t0):
     message = submit()
-    dispatch.claim([message.id], t0)  # and the worker is killed
-    expired = t0 + grace() + lease()
+    claims.claim([message.id], t0)  # and the worker is killed
+    expired = t0 + lease()
     sweep(expired)
 
     # The sweeper's task and the killed worker's task, redelivered by the broker.
@@ -191,8 +193,8 @@ def test_after_a_killed_worker_the_message_is_sent_exactly_once(submit, sweep, s
 def test_a_stalled_worker_finishing_after_its_lease_records_no_second_sent(
         submit, sweep, send, published, channel, t0):
     message = submit()
-    (stalled,) = dispatch.claim([message.id], t0)
-    expired = t0 + grace() + lease()
+    (stalled,) = claims.claim([message.id], t0)
+    expired = t0 + lease()
     sweep(expired)
     send(message, expired)
     published.clear()
@@ -208,11 +210,13 @@ def test_a_stalled_worker_finishing_after_its_lease_records_no_second_sent(
 # Scheduled messages
 
 
-def test_a_scheduled_message_becomes_queued_when_its_send_at_is_due(submit, sweep, published, t0):
+def test_a_scheduled_message_whose_countdown_was_lost_becomes_queued_a_grace_after_its_send_at(
+        submit, sweep, published, t0):
     message = submit(send_at=t0 + seconds(60))
     assert message.status == Status.SCHEDULED
+    assert fresh(message).due_at == t0 + seconds(60)
 
-    counts = sweep(fresh(message).next_attempt_at)
+    counts = sweep(t0 + seconds(60) + grace())
 
     assert counts["released"] == 1
     assert fresh(message).status == Status.QUEUED
@@ -229,48 +233,62 @@ def test_a_scheduled_message_is_not_released_before_its_send_at(submit, sweep, p
     assert published.sent_ids() == []
 
 
+def test_a_scheduled_message_is_left_to_its_countdown_until_a_grace_after_its_send_at(
+        submit, sweep, published, t0):
+    message = submit(send_at=t0 + seconds(60))
+
+    counts = sweep(t0 + seconds(60) + grace() - seconds(1))
+
+    assert counts["released"] == 0
+    assert fresh(message).status == Status.SCHEDULED
+    assert published.calls == {}
+
+
 def test_a_far_scheduled_message_gets_its_countdown_once_within_the_lookahead(submit, sweep, published, t0):
     lookahead = seconds(settings.RELAY_SCHEDULE_LOOKAHEAD)
     send_at = t0 + 3 * lookahead
     message = submit(send_at=send_at)
-    look_at = fresh(message).next_attempt_at
+    look_at = fresh(message).due_at
+    swept_at = look_at + grace()
 
-    sweep(look_at)
+    sweep(swept_at)
 
     assert look_at == send_at - lookahead
     assert fresh(message).status == Status.SCHEDULED
-    assert published.of("start_scheduled") == [(([message.id],), {"countdown": lookahead.total_seconds()})]
-    assert fresh(message).next_attempt_at == send_at + grace()
+    countdown = (send_at - swept_at).total_seconds()
+    assert published.of("start_scheduled") == [(([message.id],), {"countdown": countdown})]
+    assert fresh(message).due_at == send_at
 
 
 # Overdue receipts
 
 
-def test_a_sent_message_with_an_overdue_receipt_is_polled(sent_message, sweep, published):
-    counts = sweep(sent_message.next_attempt_at)
+def test_a_sent_message_with_an_overdue_receipt_is_polled_a_grace_after_it_fell_due(
+        sent_message, sweep, published):
+    counts = sweep(sent_message.due_at + grace())
 
     assert counts["polled"] == 1
     assert receipt_ids(published) == [sent_message.id]
 
 
 def test_the_polled_receipt_names_the_attempt_that_was_sent(sent_message, sweep, published):
-    sweep(sent_message.next_attempt_at)
+    sweep(sent_message.due_at + grace())
 
     ((_, payloads, *_), _), = published.of("process_receipts")
     assert [(p["attempt"], p["ref"]) for p in payloads] == [(1, sent_message.provider_ref)]
 
 
 def test_polling_moves_the_next_look_forward_by_the_receipt_timeout(sent_message, sweep):
-    swept_at = sent_message.next_attempt_at
+    swept_at = sent_message.due_at + grace()
     timeout = provider_for(sent_message.channel).receipt_timeout(sent_message)
 
     sweep(swept_at)
 
-    assert fresh(sent_message).next_attempt_at == swept_at + seconds(timeout)
+    assert fresh(sent_message).due_at == swept_at + seconds(timeout)
 
 
 def test_a_sent_message_is_not_polled_before_its_receipt_is_overdue(sent_message, sweep, published):
-    counts = sweep(sent_message.next_attempt_at - seconds(1))
+    counts = sweep(sent_message.due_at + grace() - seconds(1))
 
     assert counts["polled"] == 0
     assert published.of("process_receipts") == []
@@ -291,12 +309,12 @@ def test_a_silent_sent_message_with_a_stale_due_time_is_cleared_without_a_receip
         submit, send, sweep, published, t0):
     message = submit(f"{PHONE}#silent")
     send(message, t0)
-    Message.objects.filter(id=message.id).update(next_attempt_at=t0)
+    Message.objects.filter(id=message.id).update(due_at=t0)
 
-    sweep(t0)
+    sweep(t0 + grace())
 
     assert published.of("process_receipts") == []
-    assert fresh(message).next_attempt_at is None
+    assert fresh(message).due_at is None
 
 
 # Rows with nothing due
@@ -309,18 +327,18 @@ AT_REST = sorted(set(Status) - SENDABLE - {Status.SCHEDULED, Status.SENT})
 @pytest.mark.parametrize("status", AT_REST)
 def test_a_message_at_rest_with_a_stale_due_time_is_cleared(submit, sweep, published, t0, status):
     message = submit()
-    Message.objects.filter(id=message.id).update(status=status, next_attempt_at=t0)
+    Message.objects.filter(id=message.id).update(status=status, due_at=t0)
 
-    counts = sweep(t0)
+    counts = sweep(t0 + grace())
 
     assert counts["cleared"] == 1
-    assert fresh(message).next_attempt_at is None
+    assert fresh(message).due_at is None
     assert published.calls == {}
 
 
 def test_a_message_with_no_due_time_is_left_alone(submit, sweep, t0):
     message = submit()
-    Message.objects.filter(id=message.id).update(next_attempt_at=None)
+    Message.objects.filter(id=message.id).update(due_at=None)
 
     counts = sweep(t0 + timedelta(days=30))
 
@@ -334,13 +352,13 @@ def test_a_message_with_no_due_time_is_left_alone(submit, sweep, t0):
 def test_a_sweep_takes_at_most_limit_rows_the_longest_overdue_first(submit, sweep, published, t0):
     messages = [submit() for _ in range(3)]
     for age, message in zip([3, 1, 2], messages, strict=True):
-        Message.objects.filter(id=message.id).update(next_attempt_at=t0 - seconds(age))
+        Message.objects.filter(id=message.id).update(due_at=t0 - grace() - seconds(age))
 
     counts = sweep(t0, limit=2)
 
     assert counts["dispatched"] == 2
     assert sorted(published.sent_ids()) == sorted([messages[0].id, messages[2].id])
-    assert fresh(messages[1]).next_attempt_at == t0 - seconds(1)
+    assert fresh(messages[1]).due_at == t0 - grace() - seconds(1)
 
 
 def test_the_rows_left_over_by_the_limit_are_taken_by_the_next_sweep(submit, sweep, published, t0):
