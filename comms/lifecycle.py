@@ -15,7 +15,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import hooks
+from . import bulk, hooks
+from .ids import new_id
 from .models import Message, MessageEvent
 from .status import ALLOWED_FROM, WAITING, EventCode, Status
 
@@ -153,19 +154,16 @@ def record_event(message_id: str, code: EventCode, *, details: EventDetails = Ev
     return moved[0].event if moved else None
 
 
-def record_created(messages: Sequence[Message], now: datetime) -> list[MessageEvent]:
-    """The first event of messages inserted in their starting status (QUEUED or SCHEDULED).
-
-    Submission inserts rows with `event_seq=1` already set, so this only writes the events.
-    """
+def create(messages: Sequence[Message], now: datetime) -> list[MessageEvent]:
+    """Insert new messages and, for those not dormant, their first event (QUEUED or
+    SCHEDULED), in one round trip. The rows come with `event_seq=1` already set where an
+    event follows; fallbacks go before their predecessors, so every fallback_to exists."""
     events = [
-        MessageEvent(
-            message_id=m.id, sequence=1, status_code=EventCode(m.status), created_at=now
-        )
+        MessageEvent(id=new_id(), message_id=m.id, sequence=1, status_code=EventCode(m.status), created_at=now)
         for m in messages
         if m.status != Status.PENDING
     ]
-    MessageEvent.objects.bulk_create(events)
+    bulk.insert(messages, events)
     hooks.events_recorded(events, {m.id: (m.application_id, m.channel_id) for m in messages})
     return events
 

@@ -73,8 +73,10 @@ class Channel(models.Model):
 
 class Message(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
-    application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="messages")
-    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="messages")
+    # No index of their own: message_app_created and message_provider_ref lead with them.
+    application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="messages",
+                                    db_index=False)
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="messages", db_index=False)
     sender = models.CharField(max_length=255, blank=True, default="")
     receiver = models.CharField(max_length=320)
     content = models.JSONField(default=dict)
@@ -129,7 +131,8 @@ class MessageEvent(models.Model):
     """One change of state of a message, exactly what the webhooks carry."""
 
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: event_sequence_per_message leads with it.
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events", db_index=False)
     sequence = models.PositiveIntegerField()
     status_code = models.CharField(max_length=24, choices=EventCode.choices)
     error_code = models.CharField(max_length=32, choices=ErrorCode.choices, blank=True, default="")

@@ -52,8 +52,7 @@ def message_submit_batch(*, application: Application, items: Sequence[dict[str, 
         heads[0].idempotency_key = idempotency_key
     with transaction.atomic():
         # Tails first, so every fallback_to points at a row that exists.
-        Message.objects.bulk_create(list(reversed(rows)))
-        lifecycle.record_created(heads, now)
+        lifecycle.create(list(reversed(rows)), now)
         sends_on_commit([m.id for m in heads if m.status == Status.QUEUED])
         starts_on_commit([(m.id, m.send_at) for m in heads
                           if m.status == Status.SCHEDULED and m.send_at - now <= due.lookahead()], now)
