@@ -7,8 +7,8 @@ a query uses.
   CharField, for LIKE 'prefix%' queries; ids are only ever compared whole.
 """
 
-from django.db import migrations, models
 import django.db.models.deletion
+from django.db import migrations, models
 
 DROP_LIKE_INDEXES = """
 DO $$
