@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from comms import cancellation, dispatch, receipts, sending, sweeper, tasks
+from comms import cancellation, claims, receipts, sending, sweeper, tasks
 from comms.models import Channel, Message, MessageEvent
 from comms.providers import Sent
 from comms.providers.simulator import SimulatorProvider
@@ -117,7 +117,7 @@ def test_a_message_not_yet_handed_over_is_cancelled(api, in_status, django_captu
     message.refresh_from_db()
     assert message.status == Status.CANCELLED
     assert codes(message.id)[-1] == "CANCELLED"
-    assert message.next_attempt_at is None  # nothing left for the sweeper
+    assert message.due_at is None  # nothing left for the sweeper
 
 
 @pytest.mark.parametrize("status", CANCELLABLE)
@@ -235,7 +235,7 @@ def test_a_message_claimed_by_a_worker_cannot_be_cancelled_and_is_then_sent(
         api, in_status, handed_over, django_capture_on_commit_callbacks):
     message = in_status(Status.QUEUED)
     now = timezone.now()
-    dispatch.claim([message.id], now)  # the worker is about to call the provider
+    claims.claim([message.id], now)  # the worker is about to call the provider
 
     response = cancel(api, message, django_capture_on_commit_callbacks)
     sending.record_sent([Sent(Message.objects.get(id=message.id), 1, "ref")],

@@ -99,15 +99,15 @@ def test_a_message_months_ahead_is_held_in_the_database_without_any_celery_count
     assert published.of("send_messages") == []
     message = row(body["id"])
     assert message.send_at == send_at
-    assert message.next_attempt_at == send_at - lookahead()
+    assert message.due_at == send_at - lookahead()
 
 
 def test_a_message_due_within_the_lookahead_gets_a_countdown_to_its_send_at(submit, published, clock):
     _, body = submit(sendAt=iso(clock.now + seconds(60)))
 
     assert published.of("start_scheduled") == [(([body["id"]],), {"countdown": 60.0})]
-    # The sweeper is the net if that countdown is lost: it looks once the grace has passed.
-    assert row(body["id"]).next_attempt_at == clock.now + seconds(60) + grace()
+    # Due at its sendAt: the sweeper is the net if that countdown is lost, a grace after it.
+    assert row(body["id"]).due_at == clock.now + seconds(60)
 
 
 def test_a_send_at_in_the_past_sends_now(submit, published, clock):
@@ -164,7 +164,7 @@ def test_a_start_scheduled_task_that_runs_early_leaves_the_message_scheduled(sub
 
     message = row(body["id"])
     assert message.status == Status.SCHEDULED
-    assert message.next_attempt_at is not None  # still in the sweeper's sight
+    assert message.due_at is not None  # still in the sweeper's sight
     assert published.sent_ids() == []
 
 
@@ -198,9 +198,10 @@ def test_a_message_months_ahead_is_released_by_the_sweeper_even_if_every_countdo
     send_at = clock.now + timedelta(days=90)
     _, body = submit(sendAt=iso(send_at))
 
-    # Sweep whenever the row says to look, never running the countdowns it publishes.
+    # Sweep whenever the sweeper would take the row (a grace after it fell due), never
+    # running the countdowns it publishes.
     for _ in range(5):
-        clock.now = row(body["id"]).next_attempt_at
+        clock.now = row(body["id"]).due_at + grace()
         run(sweeper.sweep_due_work)
         if row(body["id"]).status != Status.SCHEDULED:
             break
@@ -215,23 +216,24 @@ def test_the_sweeper_gives_a_far_message_its_countdown_once_within_the_lookahead
     send_at = clock.now + timedelta(days=30)
     _, body = submit(sendAt=iso(send_at))
 
-    clock.now = send_at - lookahead()
+    clock.now = send_at - lookahead() + grace()
     run(sweeper.sweep_due_work)
 
-    assert published.of("start_scheduled") == [(([body["id"]],), {"countdown": lookahead().total_seconds()})]
+    countdown = (lookahead() - grace()).total_seconds()
+    assert published.of("start_scheduled") == [(([body["id"]],), {"countdown": countdown})]
     assert row(body["id"]).status == Status.SCHEDULED
 
 
 def test_the_sweeper_does_not_touch_a_far_message_before_its_look(submit, published, run, clock):
     send_at = clock.now + timedelta(days=30)
     _, body = submit(sendAt=iso(send_at))
-    before = row(body["id"]).next_attempt_at
+    before = row(body["id"]).due_at
 
-    clock.now = before - seconds(1)
+    clock.now = before + grace() - seconds(1)
     counts = run(sweeper.sweep_due_work)
 
     assert counts == {"dispatched": 0, "released": 0, "polled": 0, "cleared": 0}
-    assert row(body["id"]).next_attempt_at == before
+    assert row(body["id"]).due_at == before
     assert published.of("start_scheduled") == []
 
 
