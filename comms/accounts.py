@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
 
+from .lookups import api_key_by_prefix
 from .models import ApiKey, Application, Channel
 from .providers import provider_class
 
@@ -20,11 +21,7 @@ def application_for_key(raw_key: str) -> Application | None:
     parts = raw_key.split("_")
     if len(parts) < 3:
         return None
-    key = (
-        ApiKey.objects.select_related("application")
-        .filter(prefix=parts[1], revoked_at__isnull=True)
-        .first()
-    )
+    key = api_key_by_prefix(parts[1])  # cached per process for a few seconds (comms.lookups)
     if key is None or not key.matches(raw_key):
         return None
     return key.application
