@@ -25,6 +25,8 @@ from .serializers import (
     MessageDetailSerializer,
     MessageInputSerializer,
     MessageSerializer,
+    message_input,
+    message_resource,
 )
 
 IDEMPOTENCY_KEY_MAX = Message._meta.get_field("idempotency_key").max_length
@@ -45,14 +47,12 @@ class MessageListCreateView(generics.ListAPIView):
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
     )
     def post(self, request):
-        serializer = MessageInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
         message, _ = message_submit(
             application=request.user,
-            data=serializer.validated_data,
+            data=message_input(request.data),
             idempotency_key=idempotency_key(request),
         )
-        return Response(MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
+        return Response(message_resource(message), status=status.HTTP_202_ACCEPTED)
 
 
 def idempotency_key(request) -> str | None:
@@ -73,7 +73,7 @@ class MessageBatchView(APIView):
             context=serializer.validated_data.get("context"),
         )
         return Response(
-            {"messages": MessageSerializer(messages, many=True).data},
+            {"messages": [message_resource(m) for m in messages]},
             status=status.HTTP_202_ACCEPTED,
         )
 
@@ -100,7 +100,7 @@ class MessageCancelView(APIView):
         cancelled = message_cancel(message=message)
         message.refresh_from_db()
         if cancelled:
-            return Response(MessageSerializer(message).data)
+            return Response(message_resource(message))
         return Response(
             {**error_body("cancel_too_late",
                           f"The message is {message.status}: it can no longer be cancelled."),
