@@ -24,6 +24,8 @@ def test_a_small_benchmark_run_checks_the_whole_pipeline_and_writes_every_key(tm
     for key in ("celery_noop_tasks_per_s", "ingest_batch_messages_per_s", "ingest_single_requests_per_s",
                 "lifecycle_messages_per_s", "webhooks_per_s", "ratio_lifecycle_to_noop", "worker_rss_mb"):
         assert results[key] > 0, key
+    for key in ("ceiling_requests_per_s", "single_post_ceiling_ratio"):
+        assert results[key] > 0, key
     assert set(results["latency_ms"]) == {"p50", "p95", "p99"}
     assert results["ok"] is True and results["problems"] == []
 

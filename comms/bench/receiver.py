@@ -35,7 +35,7 @@ def shape_problem(payload: dict, headers: dict) -> str:
     return ""
 
 
-def _serve(secret_queue, records, port_value, ready):
+def _handler(secret_queue, records) -> type[BaseHTTPRequestHandler]:
     verifier: dict[str, Webhook] = {}
     # Requests arrive concurrently: one thread takes a path's secret off the queue while the
     # others wait here for it, instead of waiting on the (then empty) queue and giving up.
@@ -73,7 +73,11 @@ def _serve(secret_queue, records, port_value, ready):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    return Handler
+
+
+def _serve(secret_queue, records, port_value, ready):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(secret_queue, records))
     server.daemon_threads = True
     port_value.value = server.server_port
     ready.set()

@@ -4,10 +4,8 @@ import json
 import secrets
 import statistics
 import tempfile
-import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -23,8 +21,9 @@ from config.celery import app as celery_app
 from ..accounts import application_create, channel_upsert
 from ..models import Application, Message
 from ..status import Status
-from ..tasks import noop
-from .processes import Processes, free_port, peak_rss_mb, wait_http
+from .ceiling import ceiling_table_create, ceiling_table_drop
+from .posts import post_all
+from .processes import Processes, free_port, peak_rss_mb, procfile_command, wait_http
 from .receiver import Receiver
 
 # The production layout: a worker per stage, from the Procfile (sweeps need no worker here:
@@ -33,6 +32,9 @@ STAGE_WORKERS = ("worker-send", "worker-receipts", "worker-webhooks")
 CHANNEL = "bench-sim"
 EXPECTED = {"QUEUED", "SENT", "DELIVERED"}
 LATENCY_TICK = 0.1  # seconds between the latency phase's batches
+NOOP = "comms.noop"
+# Both gunicorns (the platform's and the ceiling's) run this many sync workers.
+WEB_WORKERS = 2
 HOT_TABLES = ["comms_message", "comms_messageevent", "comms_receipt", "deliveries_delivery",
               "deliveries_deliveryattempt"]
 
@@ -59,61 +61,73 @@ class Bench:
     def run(self) -> dict:
         suffix = timezone.now().strftime("%Y%m%d%H%M%S%f")
         channel_upsert(name=CHANNEL, type="simulator", max_attempts=3, retry_delay=1, config={})
-        bench_app, bench_key = application_create(name=f"bench-{suffix}")
-        ingest_app, ingest_key = application_create(name=f"bench-ingest-{suffix}")
+        _, bench_key = application_create(name=f"bench-{suffix}")
+        self.ingest_app, ingest_key = application_create(name=f"bench-ingest-{suffix}")
         self.receiver = Receiver()
         # Production settings, but for the receiver on this machine's loopback.
         self.procs = Processes(Path(settings.VAR_DIR) / "bench-logs", extra_env={
             "DEBUG": "off", "SECRET_KEY": secrets.token_urlsafe(40),
             "ALLOWED_HOSTS": "127.0.0.1,localhost", "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "on",
+            "WEB_CONCURRENCY": str(WEB_WORKERS),
         })
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
         try:
-            with celery_app.connection_for_write() as conn:
-                for queue in settings.RELAY_QUEUES:
-                    conn.default_channel.queue_purge(queue)
-            self.procs.start("web", port=port)
-            wait_http(self.base + "/healthz")
-            for worker in STAGE_WORKERS:
-                self.procs.start(worker)
+            self._start()
             self.bench_api = self._session(bench_key)
             self.ingest_api = self._session(ingest_key)
             self._subscribe()
-            self.results["celery_noop_tasks_per_s"] = self.phase_noop()
-            self.results["ingest_batch_messages_per_s"] = self.phase_ingest_batch()
-            self.results["ingest_single_requests_per_s"] = self.phase_ingest_single()
-            Message.objects.filter(application=ingest_app).delete()
-            vacuum_hot_tables()
-            lifecycle, webhooks = self.phase_lifecycle()
-            self.results["lifecycle_messages_per_s"] = lifecycle
-            self.results["webhooks_per_s"] = webhooks
-            vacuum_hot_tables()
-            self.results["latency_ms"] = self.phase_latency(lifecycle / 2)
-            self.results["ratio_lifecycle_to_noop"] = round(
-                lifecycle / self.results["celery_noop_tasks_per_s"], 3)
-            self.results["worker_rss_mb"] = round(
-                peak_rss_mb([pid for worker in STAGE_WORKERS for pid in self.procs.tree_pids(worker)]), 1)
+            self._measure()
         finally:
             self.procs.stop_all()
             self.receiver.stop()
-        Application.objects.filter(id=ingest_app.id).delete()
+            ceiling_table_drop()
+        Application.objects.filter(id=self.ingest_app.id).delete()
         self.results["messages"] = self.messages
         self.results["ok"] = not self.problems
         self.results["problems"] = self.problems[:20]
         return self.results
+
+    def _start(self) -> None:
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        with celery_app.connection_for_write() as conn:
+            for queue in settings.RELAY_QUEUES:
+                conn.default_channel.queue_purge(queue)
+        self.procs.start("web", port=port)
+        wait_http(self.base + "/healthz")
+        for worker in STAGE_WORKERS:
+            self.procs.start(worker)
+
+    def _measure(self) -> None:
+        results = self.results
+        results["celery_noop_tasks_per_s"] = self.phase_noop()
+        results["ingest_batch_messages_per_s"] = self.phase_ingest_batch()
+        # The ceiling right before the single POSTs it is the ceiling of, with the same client.
+        results["ceiling_requests_per_s"] = self.phase_ceiling()
+        results["ingest_single_requests_per_s"] = self.phase_ingest_single()
+        results["single_post_ceiling_ratio"] = round(
+            results["ingest_single_requests_per_s"] / results["ceiling_requests_per_s"], 3)
+        Message.objects.filter(application=self.ingest_app).delete()
+        vacuum_hot_tables()
+        lifecycle, webhooks = self.phase_lifecycle()
+        results["lifecycle_messages_per_s"] = lifecycle
+        results["webhooks_per_s"] = webhooks
+        vacuum_hot_tables()
+        results["latency_ms"] = self.phase_latency(lifecycle / 2)
+        results["ratio_lifecycle_to_noop"] = round(lifecycle / results["celery_noop_tasks_per_s"], 3)
+        results["worker_rss_mb"] = round(
+            peak_rss_mb([pid for worker in STAGE_WORKERS for pid in self.procs.tree_pids(worker)]), 1)
 
     # --- phases -------------------------------------------------------------------------
     def phase_noop(self) -> float:
         tally = Path(tempfile.mkdtemp()) / "noop.tally"
         tally.touch()
         # Warm the workers up so process start-up is not measured.
-        noop.delay(str(tally))
+        celery_app.send_task(NOOP, args=(str(tally),))
         self._wait("warm-up", lambda: tally.stat().st_size, 1)
         tally.write_bytes(b"")
         started = time.monotonic()
         for _ in range(self.noop_tasks):
-            noop.delay(str(tally))
+            celery_app.send_task(NOOP, args=(str(tally),))
         took = self._wait("noop tasks", lambda: tally.stat().st_size, self.noop_tasks)
         return round(self.noop_tasks / (took or (time.monotonic() - started)), 1)
 
@@ -129,23 +143,34 @@ class Bench:
                                               headers={"Content-Type": "application/json"}), 202)
         return round(count / (time.monotonic() - started), 1)
 
+    def phase_ceiling(self) -> float:
+        """The minimal DRF view (comms.bench.ceiling) under the same gunicorn line as `web`."""
+        web = procfile_command("web")
+        if "config.wsgi" not in web:
+            raise RuntimeError(f"the Procfile's web line does not serve config.wsgi: {web}")
+        ceiling_table_create()
+        port = free_port()
+        self.procs.start("web-ceiling", port=port, command=web.replace("config.wsgi", "comms.bench.ceiling_wsgi"))
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ceiling")  # a GET is a 405: it answers
+            return self._single_posts(f"http://127.0.0.1:{port}/ceiling", "ceiling")
+        finally:
+            self.procs.stop("web-ceiling")
+
     def phase_ingest_single(self) -> float:
+        return self._single_posts(f"{self.base}/api/v1/messages", "ingest single")
+
+    def _single_posts(self, url: str, label: str) -> float:
+        """Single POSTs of message bodies, scheduled a day ahead, from `clients` concurrent
+        clients; a few unmeasured first, so neither server is timed while it warms up."""
         count = max(min(self.messages, 2000), 1)
         send_at = (timezone.now() + timedelta(days=1)).isoformat()
-        sessions = threading.local()
-
-        def post(i):
-            if not hasattr(sessions, "s"):
-                sessions.s = self._session(self.ingest_api.headers["Authorization"].split()[1])
-            body = {"channel": CHANNEL, "receiver": f"+4477009{i:05d}", "content": {"text": "bench"},
-                    "sendAt": send_at}
-            self._expect(sessions.s.post(f"{self.base}/api/v1/messages", json=body), 202)
-
-        started = time.monotonic()
-        with ThreadPoolExecutor(self.clients) as pool:
-            list(tqdm(pool.map(post, range(count)), total=count, desc="ingest single", unit="req",
-                      disable=not self.progress))
-        return round(count / (time.monotonic() - started), 1)
+        bodies = [{"channel": CHANNEL, "receiver": f"+4477009{i:05d}", "content": {"text": "bench"},
+                   "sendAt": send_at} for i in range(count)]
+        options = {"clients": self.clients, "headers": {"Authorization": self.ingest_api.headers["Authorization"]},
+                   "expect": 202, "progress": self.progress}
+        post_all(url, bodies[:2 * self.clients], label=f"{label} (warm-up)", **{**options, "progress": False})
+        return post_all(url, bodies, label=label, **options)
 
     def phase_lifecycle(self) -> tuple[float, float]:
         n = self.messages
