@@ -64,7 +64,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
     list_display = ["id", "subscription", "event", "status", "attempts", "last_status_code",
-                    "next_attempt_at", "created_at"]
+                    "due_at", "created_at"]
     list_filter = ["status"]
     search_fields = ["=id", "=event__id", "=event__message__id"]
     list_select_related = ["subscription", "event"]

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from comms.leases import claim_due
+from comms.leases import ClaimSpec, claim_due
 
 from .models import Delivery, Subscription
 
@@ -26,6 +26,11 @@ class Claim:
     deliveries: list[Delivery] = field(default_factory=list)
     # The one attempt let through while backing off, to see whether the endpoint is back.
     probe: bool = False
+
+    @property
+    def lease(self) -> datetime | None:
+        """The end of this claim's lease, the same on every row it took."""
+        return self.deliveries[0].leased_until if self.deliveries else None
 
 
 def claim(subscription_id: str, delivery_ids: Sequence[str], now: datetime) -> Claim:
@@ -42,10 +47,8 @@ def claim(subscription_id: str, delivery_ids: Sequence[str], now: datetime) -> C
         if subscription is None:  # deleted, and its deliveries with it
             return Claim(None)
         room, probe = _room(subscription, now)
-        claimed = claim_due(
-            Delivery, delivery_ids, {Delivery.Status.PENDING}, now, mark_column="leased_until",
-            fill_to=room, limit=room, scope=("subscription_id", subscription_id),
-        )
+        spec = ClaimSpec(Delivery, {Delivery.Status.PENDING}, scope=("subscription_id", subscription_id))
+        claimed = claim_due(spec, delivery_ids, now, fill_to=room, limit=room)
         if probe and claimed:
             subscription.next_probe_at = now + timedelta(seconds=settings.WEBHOOK_BREAKER_PROBE_INTERVAL)
             Subscription.objects.filter(id=subscription_id).update(next_probe_at=subscription.next_probe_at)
@@ -61,6 +64,14 @@ def claim(subscription_id: str, delivery_ids: Sequence[str], now: datetime) -> C
     for delivery in deliveries:
         delivery.subscription = subscription
     return Claim(subscription, deliveries, probe=probe and bool(deliveries))
+
+
+def still_held(claimed: Claim) -> set[str]:
+    """The claimed rows this claim still holds, locked until the transaction ends: neither
+    deleted, nor finished, nor (after a lapsed lease) claimed by another."""
+    return set(Delivery.objects.select_for_update(no_key=True).filter(
+        id__in=[d.id for d in claimed.deliveries], status=Delivery.Status.PENDING, leased_until=claimed.lease,
+    ).values_list("id", flat=True))
 
 
 def _room(subscription: Subscription, now: datetime) -> tuple[int, bool]:

@@ -1,29 +1,23 @@
-"""Publishing delivery tasks after commit: always one subscription's deliveries per task.
+"""Which delivery tasks to publish, decided once the transaction that made the work commits.
 
-A task never carries two subscriptions' deliveries, so a slow endpoint can only ever hold
+A task always carries one subscription's deliveries, so a slow endpoint can only ever hold
 up its own; an empty id list asks the task to take that subscription's oldest due work.
+Publishing itself is comms.publish's: by name, so nothing here imports a task.
 """
 
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from django.conf import settings
+from django.db.models import Min, Q
 from django.utils import timezone
 
+from comms.due import within_countdown
 from comms.outages import after_commit
+from comms.publish import publish_deliveries
 
 from .claims import resting
-
-
-def publish_on_commit(subscription_id: str, delivery_ids: Sequence[str] = (), *,
-                      countdown: float | None = None) -> None:
-    """Tasks of WEBHOOK_SEND_CHUNK ids (or one with none), once the transaction commits.
-
-    A failure to publish is logged, not raised: the rows are the outbox, and the sweeper
-    publishes again for what nobody claimed.
-    """
-    ids = list(delivery_ids)
-    after_commit(lambda: _publish(subscription_id, ids, countdown))
+from .models import Delivery, Subscription
 
 
 def publish_new_work_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
@@ -35,27 +29,41 @@ def publish_new_work_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
     claim seen in flight here commits later, and its follow-up looks after that commit,
     when these rows are visible.
     """
-    grouped = _grouped(deliveries)
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for subscription_id, delivery_id in deliveries:
+        grouped[subscription_id].append(delivery_id)
     if not grouped:
         return
 
     def publish() -> None:
         for subscription_id in set(grouped) - resting(grouped, timezone.now()):
-            _publish(subscription_id, grouped[subscription_id])
+            publish_deliveries(subscription_id, grouped[subscription_id])
 
     after_commit(publish)
 
 
-def _publish(subscription_id: str, ids: list[str], countdown: float | None = None) -> None:
-    from .tasks import send_deliveries
+def follow_up_on_commit(subscription_id: str) -> None:
+    """Once a task's last claim is released: at most one task for whatever the subscription
+    has next, its due work now or a countdown to its next retry or probe (to the whole
+    second, so the retries of a round ride together; later than RELAY_MAX_COUNTDOWN is the
+    sweeper's).
 
-    size = settings.WEBHOOK_SEND_CHUNK
-    for chunk in [ids[start:start + size] for start in range(0, len(ids), size)] or [[]]:
-        send_deliveries.apply_async((chunk, subscription_id), countdown=countdown)
+    After commit, not before: a task that found a claim of ours in flight left its
+    deliveries to us, and only a look taken after our last commit is sure to see them."""
+    after_commit(lambda: _follow_up(subscription_id))
 
 
-def _grouped(deliveries: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = defaultdict(list)
-    for subscription_id, delivery_id in deliveries:
-        grouped[subscription_id].append(delivery_id)
-    return grouped
+def _follow_up(subscription_id: str) -> None:
+    now = timezone.now()
+    subscription = Subscription.objects.filter(id=subscription_id).only("active", "next_probe_at").first()
+    due = Delivery.objects.filter(
+        Q(leased_until__isnull=True) | Q(leased_until__lte=now),
+        subscription_id=subscription_id, status=Delivery.Status.PENDING, due_at__isnull=False,
+    ).aggregate(first=Min("due_at"))["first"]
+    if subscription is None or due is None:
+        return
+    if subscription.active and subscription.next_probe_at:
+        due = max(due, subscription.next_probe_at)
+    if within_countdown(due, now):
+        wait = (due - now).total_seconds()
+        publish_deliveries(subscription_id, [], countdown=math.ceil(wait) if wait > 0 else None)

@@ -5,9 +5,7 @@ outbox: they commit with their events or not at all, and the send tasks go out a
 """
 
 from collections import defaultdict
-from datetime import timedelta
 
-from django.conf import settings
 from django.utils import timezone
 
 from comms.models import Channel
@@ -27,15 +25,14 @@ def fan_out(events: list, owners: dict[str, tuple[int, int]]) -> list[Delivery]:
         return []
     channel_names = dict(Channel.objects.filter(id__in={c for _, c in owners.values()})
                          .values_list("id", "name"))
+    # Due now: published after commit, and the sweeper's if still unclaimed a grace later.
     now = timezone.now()
-    # Published now: the row is the sweeper's again if nobody claims it within the grace.
-    due = now + timedelta(seconds=settings.RELAY_DISPATCH_GRACE)
     deliveries = []
     for event in events:
         application_id, channel_id = owners[event.message_id]
         for sub in subscriptions[application_id]:
             if sub.wants(event.status_code, channel_names[channel_id]):
-                deliveries.append(Delivery(subscription_id=sub.id, event_id=event.id, next_attempt_at=due,
+                deliveries.append(Delivery(subscription_id=sub.id, event_id=event.id, due_at=now,
                                            created_at=now, updated_at=now))
     Delivery.objects.bulk_create(deliveries)
     publish_new_work_on_commit((d.subscription_id, d.id) for d in deliveries)

@@ -58,10 +58,11 @@ class Delivery(models.Model):
     event = models.ForeignKey(MessageEvent, on_delete=models.CASCADE, related_name="deliveries")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
-    # As for messages: when the sweeper should look at the row (due retry or claim lease).
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # While an attempt is in flight: counts against the subscription's in-flight bound until
-    # the attempt is recorded or, if its worker died, until this time.
+    # When the next attempt falls due (see comms.due); NULL once the delivery is finished.
+    due_at = models.DateTimeField(null=True, blank=True)
+    # While an attempt is in flight, the claim's end: nobody else claims the row, and it counts
+    # against the subscription's in-flight bound, until the attempt is recorded or, if its
+    # worker died, until this time.
     leased_until = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True, default="")
@@ -75,15 +76,15 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(
-                fields=["next_attempt_at"],
-                condition=Q(next_attempt_at__isnull=False),
+                fields=["due_at"],
+                condition=Q(due_at__isnull=False),
                 name="delivery_due_work",
             ),
             models.Index(fields=["subscription", "status", "-created_at"], name="delivery_sub_status"),
             # A subscription's own due work, oldest first: what its claims top up from.
             models.Index(
-                fields=["subscription", "next_attempt_at"],
-                condition=Q(next_attempt_at__isnull=False),
+                fields=["subscription", "due_at"],
+                condition=Q(due_at__isnull=False),
                 name="delivery_sub_due_work",
             ),
             # Its attempts in flight, counted against WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION.

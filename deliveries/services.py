@@ -7,9 +7,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from comms.models import Application
+from comms.publish import deliveries_on_commit
 
-from . import health
-from .dispatch import publish_on_commit
+from . import health, lifecycle
+from .lifecycle import Change, Only
 from .models import Delivery, Subscription
 from .signing import new_secret
 from .urlguard import check_url
@@ -40,7 +41,7 @@ def subscription_update(*, subscription: Subscription, **fields) -> Subscription
             subscription.failing_since = subscription.backing_off_since = subscription.next_probe_at = None
             subscription.unreachable_streak = 0
             changed += [*health.HEALTH_FIELDS]
-            publish_on_commit(subscription.id)
+            deliveries_on_commit(subscription.id)
         # Only what this update changes: the health fields are the workers' to write,
         # and a full save from a stale copy would undo a disable or a back-off.
         subscription.save(update_fields={*changed, "updated_at"})
@@ -79,18 +80,25 @@ def subscription_rotate_secret(*, subscription: Subscription, now: datetime | No
     return subscription
 
 
+# A replay may come from any status: a finished delivery goes again, a pending one goes now.
+REPLAY_FROM = frozenset(Delivery.Status)
+
+
 def deliveries_retry(delivery_ids: list[str], *, now: datetime | None = None) -> int:
-    """One more attempt now for each of these deliveries, whatever their state."""
+    """One more attempt now for each of these deliveries, whatever their state; returns how
+    many were set to go. One in flight keeps its claim: the outcome of the attempt under way
+    decides what follows it."""
     now = now or timezone.now()
+    due_now = Change(Delivery.Status.PENDING, due_at=now)
     with transaction.atomic():
-        chosen = Delivery.objects.filter(id__in=delivery_ids)
-        owners = set(chosen.values_list("subscription_id", flat=True))
-        count = chosen.update(status=Delivery.Status.PENDING, next_attempt_at=now, updated_at=now)
+        moved = lifecycle.change_deliveries(changes=dict.fromkeys(delivery_ids, due_now),
+                                            only=Only(from_statuses=REPLAY_FROM), now=now)
+        owners = set(Delivery.objects.filter(id__in=moved).values_list("subscription_id", flat=True))
         # One task per subscription: it takes them oldest first, round by round, and its
         # follow-ups the rest; more would only find the first one's claim in flight.
         for subscription_id in owners:
-            publish_on_commit(subscription_id)
-    return count
+            deliveries_on_commit(subscription_id)
+    return len(moved)
 
 
 def subscription_recover(*, subscription: Subscription, since: datetime) -> int:

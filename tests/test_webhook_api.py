@@ -41,7 +41,7 @@ def make_delivery(subscription, channel, *, status="pending", created_at=None) -
         "channel": channel, "receiver": "+447700900123", "content": {"text": "hi"}})
     delivery = Delivery.objects.get(subscription=subscription, event__message=message)
     delivery.status = status
-    delivery.next_attempt_at = None if status != "pending" else delivery.next_attempt_at
+    delivery.due_at = None if status != "pending" else delivery.due_at
     delivery.created_at = created_at or delivery.created_at
     delivery.save()
     return delivery

@@ -1,7 +1,7 @@
 """Webhook fan-out and delivery, against a real local HTTP receiver.
 
 Delivery attempts are made by calling deliveries.sending.send_deliveries with delivery ids,
-as the task does; later attempts are driven by passing `now` = the row's next_attempt_at.
+as the task does; later attempts are driven by passing `now` = the row's due_at.
 """
 
 import json
@@ -14,8 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from comms import outcomes
 from comms.lifecycle import EventDetails
-from comms.sending import end_with_fallback
+from comms.providers import ProviderError
 from comms.status import ErrorCode, Status
 from deliveries.models import Delivery
 from tests.webhooks import (
@@ -176,8 +177,8 @@ def test_a_delivery_failed_event_names_the_fallback_it_starts(receiver, applicat
         "channel": backup_channel, "receiver": "ann@example.com", "content": {"text": "hi"}})
     move(message, Status.SENT)
     message.refresh_from_db()
-    end_with_fallback(message, Status.DELIVERY_FAILED, now=timezone.now(), details=EventDetails(
-        error_code=ErrorCode.REJECTED_BY_CHANNEL, error_message="The channel rejected the message"))
+    outcomes.reported_failed(message, ProviderError(
+        ErrorCode.REJECTED_BY_CHANNEL, "The channel rejected the message", permanent=True), attempt=message.attempts)
     event = message.events.get(status_code="DELIVERY_FAILED")
 
     send_pending()

@@ -1,7 +1,7 @@
 """Webhook outcomes and retries, against a real local HTTP receiver.
 
 Delivery attempts are made by calling deliveries.sending.send_deliveries with delivery ids,
-as the task does; later attempts are driven by passing `now` = the row's next_attempt_at.
+as the task does; later attempts are driven by passing `now` = the row's due_at.
 """
 
 import time
@@ -11,8 +11,9 @@ from email.utils import formatdate
 import pytest
 from django.utils import timezone
 
+from comms.due import grace
 from comms.status import Status
-from deliveries import sending
+from deliveries import http, retries
 from deliveries.http import EXCERPT_BYTES
 from deliveries.models import Delivery, DeliveryAttempt, Subscription
 from deliveries.sending import send_deliveries
@@ -50,7 +51,7 @@ def flaky(receiver, application, channel):
 
 def test_a_receiver_answering_500_500_200_gets_the_event_on_the_third_attempt(flaky, receiver):
     assert len(receiver.requests) == 3
-    assert flaky.status == "succeeded" and flaky.attempts == 3 and flaky.next_attempt_at is None
+    assert flaky.status == "succeeded" and flaky.attempts == 3 and flaky.due_at is None
 
 
 def test_every_attempt_carries_the_same_webhook_id(flaky, receiver):
@@ -79,9 +80,9 @@ def test_any_2xx_answer_is_a_success(receiver, application, channel):
 
 def test_retry_delays_follow_the_configured_schedule(settings, monkeypatch):
     settings.WEBHOOK_RETRY_SCHEDULE = [5.0, 300.0, 1800.0]
-    monkeypatch.setattr(sending.random, "uniform", lambda lo, hi: 1.0)
+    monkeypatch.setattr(retries.random, "uniform", lambda lo, hi: 1.0)
 
-    delays = [sending.retry_delay(n, sending.http.Outcome(500, 1)) for n in (1, 2, 3)]
+    delays = [retries.retry_delay(n, http.Outcome(500, 1)) for n in (1, 2, 3)]
 
     assert delays == [5.0, 300.0, 1800.0]
 
@@ -90,9 +91,9 @@ def test_retry_delays_follow_the_configured_schedule(settings, monkeypatch):
 def test_retry_delays_are_jittered_by_twenty_percent_at_most(settings, monkeypatch, factor):
     settings.WEBHOOK_RETRY_SCHEDULE = [100.0]
     bounds = []
-    monkeypatch.setattr(sending.random, "uniform", lambda lo, hi: bounds.append((lo, hi)) or factor)
+    monkeypatch.setattr(retries.random, "uniform", lambda lo, hi: bounds.append((lo, hi)) or factor)
 
-    delay = sending.retry_delay(1, sending.http.Outcome(None, 1, error_kind="timeout"))
+    delay = retries.retry_delay(1, http.Outcome(None, 1, error_kind="timeout"))
 
     assert bounds == [(0.8, 1.2)]
     assert delay == pytest.approx(100.0 * factor)
@@ -101,7 +102,7 @@ def test_retry_delays_are_jittered_by_twenty_percent_at_most(settings, monkeypat
 def test_retry_delays_vary_within_the_jitter(settings):
     settings.WEBHOOK_RETRY_SCHEDULE = [100.0]
 
-    delays = {sending.retry_delay(1, sending.http.Outcome(503, 1)) for _ in range(50)}
+    delays = {retries.retry_delay(1, http.Outcome(503, 1)) for _ in range(50)}
 
     assert len(delays) > 1
     assert all(80.0 <= d <= 120.0 for d in delays)
@@ -110,7 +111,7 @@ def test_retry_delays_vary_within_the_jitter(settings):
 def test_there_is_no_retry_once_the_schedule_is_spent(settings):
     settings.WEBHOOK_RETRY_SCHEDULE = [5.0, 300.0]
 
-    assert sending.retry_delay(3, sending.http.Outcome(500, 1)) is None
+    assert retries.retry_delay(3, http.Outcome(500, 1)) is None
 
 
 def test_a_short_retry_delay_is_published_as_a_countdown(settings, receiver, application, channel,
@@ -135,28 +136,28 @@ def test_a_long_retry_delay_is_held_in_the_database_not_in_a_countdown(
 
     attempted_at = delivery.attempt_log.get().attempted_at
     assert all(countdown is None for countdown in countdowns(published))
-    assert 2880 <= (delivery.next_attempt_at - attempted_at).total_seconds() <= 4320
+    assert 2880 <= (delivery.due_at - attempted_at).total_seconds() <= 4320
 
 
-def test_the_sweeper_leaves_a_long_retry_alone_until_it_is_due(settings, receiver, application, channel,
-                                                               published, django_capture_on_commit_callbacks):
+def test_the_sweeper_leaves_a_long_retry_alone_until_a_grace_after_it_is_due(
+        settings, receiver, application, channel, published, django_capture_on_commit_callbacks):
     settings.WEBHOOK_RETRY_SCHEDULE = [3600.0]
     delivery = one_failed_attempt(receiver, application, channel, Answer(500))
 
     with django_capture_on_commit_callbacks(execute=True):
-        swept = sweep_due_deliveries(now=delivery.next_attempt_at - timedelta(seconds=1))
+        swept = sweep_due_deliveries(now=delivery.due_at + grace() - timedelta(seconds=1))
 
     assert swept == 0
     assert published.of("send_deliveries") == []
 
 
-def test_the_sweeper_publishes_a_long_retry_once_it_is_due(settings, receiver, application, channel,
-                                                           published, django_capture_on_commit_callbacks):
+def test_the_sweeper_publishes_a_long_retry_a_grace_after_it_is_due(
+        settings, receiver, application, channel, published, django_capture_on_commit_callbacks):
     settings.WEBHOOK_RETRY_SCHEDULE = [3600.0]
     delivery = one_failed_attempt(receiver, application, channel, Answer(500))
 
     with django_capture_on_commit_callbacks(execute=True):
-        swept = sweep_due_deliveries(now=delivery.next_attempt_at + timedelta(seconds=1))
+        swept = sweep_due_deliveries(now=delivery.due_at + grace() + timedelta(seconds=1))
 
     assert swept == 1
     assert [args for args, _ in published.of("send_deliveries")] == [([], delivery.subscription_id)]
@@ -169,14 +170,14 @@ def test_a_delivery_fails_when_the_schedule_runs_out(settings, receiver, applica
 
     delivery = send_again(delivery)
 
-    assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == ("failed", 2, None)
+    assert (delivery.status, delivery.attempts, delivery.due_at) == ("failed", 2, None)
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
 def test_a_4xx_answer_is_final_after_one_attempt(receiver, application, channel, status):
     delivery = one_failed_attempt(receiver, application, channel, Answer(status))
 
-    assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == ("failed", 1, None)
+    assert (delivery.status, delivery.attempts, delivery.due_at) == ("failed", 1, None)
 
 
 @pytest.mark.parametrize("status", [408, 409, 425, 429])
@@ -184,7 +185,7 @@ def test_these_4xx_answers_are_retried(receiver, application, channel, status):
     delivery = one_failed_attempt(receiver, application, channel, Answer(status))
 
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, status)
-    assert delivery.next_attempt_at is not None
+    assert delivery.due_at is not None
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -212,7 +213,7 @@ def test_retry_after_in_seconds_is_bounded_by_the_setting(settings, receiver, ap
     delivery = one_failed_attempt(receiver, application, channel, Answer(429, {"Retry-After": "86400"}))
 
     attempted_at = delivery.attempt_log.get().attempted_at
-    assert (delivery.next_attempt_at - attempted_at).total_seconds() == 900.0
+    assert (delivery.due_at - attempted_at).total_seconds() == 900.0
 
 
 def test_retry_after_as_an_http_date_is_bounded_by_the_setting(settings, receiver, application, channel):
@@ -222,7 +223,7 @@ def test_retry_after_as_an_http_date_is_bounded_by_the_setting(settings, receive
     delivery = one_failed_attempt(receiver, application, channel, Answer(503, {"Retry-After": when}))
 
     attempted_at = delivery.attempt_log.get().attempted_at
-    assert (delivery.next_attempt_at - attempted_at).total_seconds() == 900.0
+    assert (delivery.due_at - attempted_at).total_seconds() == 900.0
 
 
 def test_retry_after_on_a_500_is_ignored(settings, receiver, application, channel):
@@ -231,7 +232,7 @@ def test_retry_after_on_a_500_is_ignored(settings, receiver, application, channe
     delivery = one_failed_attempt(receiver, application, channel, Answer(500, {"Retry-After": "7"}))
 
     attempted_at = delivery.attempt_log.get().attempted_at
-    assert (delivery.next_attempt_at - attempted_at).total_seconds() >= 2880
+    assert (delivery.due_at - attempted_at).total_seconds() >= 2880
 
 
 def test_a_410_disables_the_subscription(receiver, application, channel):
@@ -246,14 +247,14 @@ def test_a_410_disables_the_subscription(receiver, application, channel):
 def test_a_410_is_not_retried(receiver, application, channel):
     delivery = one_failed_attempt(receiver, application, channel, Answer(410))
 
-    assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == ("failed", 1, None)
+    assert (delivery.status, delivery.attempts, delivery.due_at) == ("failed", 1, None)
 
 
 def test_later_deliveries_of_a_subscription_disabled_by_410_are_not_sent(receiver, application, channel):
     gone = one_failed_attempt(receiver, application, channel, Answer(410))
     later = Delivery.objects.create(subscription_id=gone.subscription_id,
                                     event=move(gone.event.message, Status.SENT),
-                                    next_attempt_at=timezone.now(), created_at=timezone.now(),
+                                    due_at=timezone.now(), created_at=timezone.now(),
                                     updated_at=timezone.now())
 
     send_deliveries([later.id])

@@ -4,7 +4,7 @@ its deliveries and send them again at their due time."""
 import json
 
 from comms import lifecycle
-from comms.lifecycle import EventDetails
+from comms.lifecycle import Change, EventDetails
 from comms.models import MessageEvent
 from comms.status import Status
 from comms.submission import message_submit
@@ -27,7 +27,7 @@ def submit(application, channel, *, context=None, now=None, **extra):
 def move(message, *statuses: Status, details: EventDetails | None = None) -> MessageEvent:
     """Take the message through these statuses; return the last event."""
     for status in statuses:
-        (moved,) = lifecycle.transition([message.id], status, details=details or EventDetails())
+        (moved,) = lifecycle.transition([message.id], Change(status, details or EventDetails()))
     return moved.event
 
 
@@ -55,7 +55,7 @@ def body_of(receiver, event) -> dict:
 def send_again(delivery: Delivery) -> Delivery:
     """The next attempt, at the time the row says it is due."""
     delivery.refresh_from_db()
-    send_deliveries([delivery.id], now=delivery.next_attempt_at)
+    send_deliveries([delivery.id], now=delivery.due_at)
     delivery.refresh_from_db()
     return delivery
 

@@ -94,7 +94,7 @@ class DeliverySerializer(serializers.ModelSerializer):
     eventId = serializers.CharField(source="event_id")
     statusCode = serializers.ChoiceField(source="event.status_code", choices=EventCode.choices)
     messageId = serializers.CharField(source="event.message_id")
-    nextAttemptAt = serializers.DateTimeField(source="next_attempt_at", allow_null=True)
+    nextAttemptAt = serializers.DateTimeField(source="due_at", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
     attemptLog = AttemptSerializer(source="attempt_log", many=True)
 

@@ -1,0 +1,60 @@
+"""Recording a round: its attempt rows, what becomes of each delivery, and the
+subscription's health, in one transaction.
+
+Whenever the round changes the subscription's health (its run of failures, its breaker, a
+disable), the subscription's row is locked first, so concurrent rounds of one subscription
+add up instead of overwriting each other, and that health commits with the attempts that
+caused it, or not at all. Only the deliveries the claim still holds are recorded: a round
+recorded after its lease lapsed and another worker claimed them changes nothing.
+"""
+
+from datetime import datetime
+
+from django.db import transaction
+
+from . import health, http, lifecycle
+from .claims import Claim, still_held
+from .lifecycle import Change, Only
+from .models import Delivery, DeliveryAttempt, Subscription
+from .retries import after_attempt
+
+
+def record_round(claimed: Claim, outcomes: list[http.Outcome], now: datetime) -> None:
+    """Record a round of attempts, made `now`, at the claimed deliveries."""
+    with transaction.atomic():
+        subscription = claimed.subscription
+        if not health.unchanged_by(subscription, outcomes):
+            subscription = Subscription.objects.select_for_update(no_key=True).filter(id=subscription.id).first()
+            if subscription is None:
+                return  # deleted meanwhile, and its deliveries with it
+        held = still_held(claimed)
+        results = [(d, o) for d, o in zip(claimed.deliveries, outcomes, strict=True) if d.id in held]
+        if not results:
+            return
+        # Attempts at an address the subscription no longer has say nothing of its health.
+        if subscription is not claimed.subscription and subscription.url == claimed.subscription.url:
+            health.record_outcomes(subscription, [o for _, o in results], now)
+        changes = {d.id: after_attempt(d.attempts + 1, o, now, subscription_active=subscription.active)
+                   for d, o in results}
+        lifecycle.change_deliveries(changes=changes, only=_held_by(claimed), now=now)
+        DeliveryAttempt.objects.bulk_create(
+            _attempt_row(d, o, now, probe=claimed.probe) for d, o in results)
+
+
+def close_inactive(claimed: Claim, now: datetime) -> None:
+    """A disabled subscription's deliveries are not sent: they end as failed."""
+    closed = Change(Delivery.Status.FAILED, last_error="subscription disabled")
+    lifecycle.change_deliveries(changes={d.id: closed for d in claimed.deliveries}, only=_held_by(claimed), now=now)
+
+
+def _held_by(claimed: Claim) -> Only:
+    return Only(from_statuses={Delivery.Status.PENDING}, lease=claimed.lease)
+
+
+def _attempt_row(delivery: Delivery, outcome: http.Outcome, now: datetime, *, probe: bool) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        delivery=delivery, number=delivery.attempts + 1, attempted_at=now,
+        status_code=outcome.status_code, duration_ms=outcome.duration_ms,
+        response_excerpt=outcome.excerpt, error_kind=outcome.error_kind,
+        error_detail=outcome.error_detail, probe=probe,
+    )
