@@ -9,6 +9,7 @@ from django.utils import timezone
 
 import config.health
 from comms import lifecycle
+from comms.lifecycle import Change
 from comms.models import Application, Channel, Message
 from comms.status import Status
 from comms.submission import message_submit
@@ -123,8 +124,8 @@ def history(application, other_app_and_key, channel, backup_channel):
     """Three messages: queued on sim, delivered on sim (another app), queued on backup."""
     queued = submit(application, channel, "+1")
     delivered = submit(other_app_and_key[0], channel, "+2")
-    lifecycle.transition([delivered.id], Status.SENT, count_attempt=True)
-    lifecycle.transition([delivered.id], Status.DELIVERED)
+    lifecycle.transition([delivered.id], Change(Status.SENT, count_attempt=True))
+    lifecycle.transition([delivered.id], Change(Status.DELIVERED))
     on_backup = submit(application, backup_channel, "+3")
     Message.objects.filter(id=on_backup.id).update(created_at=timezone.now() - timedelta(days=40))
     return {"queued": queued, "delivered": delivered, "on_backup": on_backup}

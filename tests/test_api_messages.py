@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from comms import lifecycle
 from comms.api.parsers import StrictJSONParser
-from comms.lifecycle import EventDetails
+from comms.lifecycle import Change, EventDetails
 from comms.models import Message, MessageEvent
 from comms.status import ErrorCode, Status
 from comms.submission import message_submit
@@ -344,10 +344,10 @@ def test_the_list_holds_only_the_applications_own_messages(api, application, oth
 
 def test_the_detail_lists_events_oldest_first_in_the_webhook_shape(api, application, channel):
     message = submit(application, channel, context={"prop1": "value1"})
-    lifecycle.transition([message.id], Status.SENT, count_attempt=True)
-    lifecycle.transition([message.id], Status.DELIVERY_RETRIED, details=EventDetails(
+    lifecycle.transition([message.id], Change(Status.SENT, count_attempt=True))
+    lifecycle.transition([message.id], Change(Status.DELIVERY_RETRIED, EventDetails(
         error_code=ErrorCode.CHANNEL_UNKNOWN_ERROR, error_message="The channel suffered an internal error",
-        raw_code="E42"))
+        raw_code="E42")))
 
     response = api.get(f"{BASE}/{message.id}")
 

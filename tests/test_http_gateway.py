@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from comms import lifecycle, receipts, sending
 from comms.accounts import channel_upsert
+from comms.lifecycle import Change, Only
 from comms.models import Message, MessageEvent, Receipt
 from comms.providers import ConfigError, ProviderError, provider_for
 from comms.providers import http_gateway as gateway
@@ -43,7 +44,7 @@ def make_message(application, http_channel):
             application=application, channel=http_channel, sender="Relay", receiver=PHONE,
             content={"text": "Hi", "subject": "S"}, status=status, attempts=attempts, event_seq=1,
             provider_ref=provider_ref, **fields)
-        Message.objects.filter(id=message.id).update(next_attempt_at=message.created_at)
+        Message.objects.filter(id=message.id).update(due_at=message.created_at)
         return message
 
     return make
@@ -398,8 +399,9 @@ def test_only_the_early_part_of_a_bulk_receipt_is_retried(post_receipt, make_mes
     assert (response.status_code, fresh(x).status) == (202, Status.DELIVERY_RETRIED)
     (channel_name, payloads, tries), _ = published.of("process_receipts")[0]
     assert payloads == [{"messageId": y.id, "status": "delivered"}]
-    lifecycle.transition([x.id], Status.SENT, attempts=1, count_attempt=True)  # X's retry goes out
-    lifecycle.transition([y.id], Status.SENT, attempts=0, count_attempt=True)
+    sent = Change(Status.SENT, count_attempt=True)
+    lifecycle.transition([x.id], sent, only=Only(attempts=1))  # X's retry goes out
+    lifecycle.transition([y.id], sent, only=Only(attempts=0))
     receipts.receipts_process(channel=http_channel, payloads=payloads, tries=tries)
     assert (fresh(x).status, fresh(x).attempts) == (Status.SENT, 2)
     assert fresh(y).status == Status.DELIVERED

@@ -245,7 +245,7 @@ def test_an_early_receipt_is_accepted_and_retried_shortly(post, make_message, pu
 def test_an_early_receipt_is_applied_once_its_attempt_is_recorded(post, make_message, published,
                                                                   django_capture_on_commit_callbacks):
     message = make_message(Status.QUEUED, attempts=0)
-    Message.objects.filter(id=message.id).update(next_attempt_at=message.created_at)
+    Message.objects.filter(id=message.id).update(due_at=message.created_at)
     post(said(message, "read"))
     [(retry_args, _)] = published.of("process_receipts")
     with django_capture_on_commit_callbacks(execute=True):

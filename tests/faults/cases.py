@@ -74,7 +74,7 @@ def case_kill_send_worker(s: Suite, n: int = 300) -> None:
 
     def in_flight() -> tuple[int, int]:
         """(claimed and not yet SENT, past QUEUED)"""
-        rows = db(lambda: list(t.messages().values_list("status", "claimed_until")))
+        rows = db(lambda: list(t.messages().values_list("status", "leased_until")))
         now = timezone.now()
         claimed = sum(1 for status, until in rows if status == "QUEUED" and until and until > now)
         return claimed, sum(1 for status, _ in rows if status != "QUEUED")
