@@ -30,7 +30,8 @@ def insert(*batches: Sequence[Model]) -> None:
 
 def _insert_statement(batch: Sequence[Model], mogrify) -> str:
     meta = type(batch[0])._meta
-    fields = meta.concrete_fields
+    # A serial primary key is the database's to number.
+    fields = [f for f in meta.concrete_fields if not (f is meta.auto_field and batch[0].pk is None)]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     values = b", ".join(mogrify(row, [_value(f, obj) for f in fields]) for obj in batch)
@@ -39,7 +40,7 @@ def _insert_statement(batch: Sequence[Model], mogrify) -> str:
 
 
 def _value(field: Field, obj: Model) -> Any:
-    value = getattr(obj, field.attname)
+    value = field.pre_save(obj, add=True)  # auto_now_add and auto_now, as bulk_create does
     if isinstance(field, JSONField) and value is not None:
         return json.dumps(value)
     return value

@@ -185,7 +185,7 @@ def _record(moved: list[Moved], code: EventCode, details: EventDetails, now: dat
         )
         for m in moved
     ]
-    MessageEvent.objects.bulk_create(events)
+    bulk.insert(events)
     for m, event in zip(moved, events, strict=True):
         m.event = event
     hooks.events_recorded(events, {m.id: (m.application_id, m.channel_id) for m in moved})

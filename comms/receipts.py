@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 
-from . import lifecycle, outcomes
+from . import bulk, lifecycle, outcomes
 from .lifecycle import Change, EventDetails, Only
 from .models import Channel, Message, Receipt
 from .providers import ReceiptEvent, provider_for
@@ -106,11 +106,12 @@ def _process(channel: Channel, pending: list[_Pending], tries: int) -> list[Rece
         for index, item in enumerate(pending):
             if index not in outcomes:
                 outcomes[index] = Receipt.Outcome.APPLIED if item.applied else Receipt.Outcome.IGNORED
-        receipts = Receipt.objects.bulk_create([
+        receipts = [
             Receipt(channel=channel, message=item.message, payload=item.payload, outcome=outcomes[i],
                     detail=", ".join(item.applied) or (f"try {tries + 1}" if outcomes[i] == "deferred" else ""))
             for i, item in enumerate(pending)
-        ])
+        ]
+        bulk.insert(receipts)
         if deferred:
             receipts_on_commit(channel.name, deferred, tries=tries + 1,
                                countdown=settings.RELAY_RECEIPT_RETRY_DELAY)
