@@ -15,13 +15,14 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from comms.due import grace
 from comms.status import Status
 from config.celery import app as celery_app
 from deliveries import http, sending
-from deliveries.recording import record_round
 from deliveries.claims import claim, in_flight
 from deliveries.health import State, state_of
 from deliveries.models import Delivery, DeliveryAttempt, Subscription
+from deliveries.recording import record_round
 from deliveries.sending import send_for_subscription
 from deliveries.services import subscription_update
 from deliveries.sweeper import sweep_due_deliveries
@@ -358,6 +359,50 @@ def test_the_sweeper_publishes_one_task_per_subscription_with_overdue_work(
 
     assert swept == 2
     assert sorted(published_subscriptions(published)) == sorted([first.id, second.id])
+
+
+def unclaimed_delivery(application, channel, published) -> Delivery:
+    """A delivery whose task was lost: published, and never claimed."""
+    sub = subscribe(application)
+    submit(application, channel)
+    published.clear()
+    return Delivery.objects.get(subscription=sub)
+
+
+def test_a_delivery_is_not_overdue_until_a_grace_after_it_fell_due(
+        application, channel, published, django_capture_on_commit_callbacks):
+    delivery = unclaimed_delivery(application, channel, published)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        swept = sweep_due_deliveries(now=delivery.due_at + grace() - seconds(1))
+
+    assert (swept, published.of("send_deliveries")) == (0, [])
+
+
+def test_the_sweeper_dates_what_it_publishes_due_from_then(
+        application, channel, published, django_capture_on_commit_callbacks):
+    delivery = unclaimed_delivery(application, channel, published)
+    at = delivery.due_at + grace() + seconds(1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep_due_deliveries(now=at)
+
+    delivery.refresh_from_db()
+    assert delivery.due_at == at
+
+
+def test_what_the_sweeper_published_is_not_published_again_within_a_grace(
+        application, channel, published, django_capture_on_commit_callbacks):
+    delivery = unclaimed_delivery(application, channel, published)
+    at = delivery.due_at + grace() + seconds(1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = sweep_due_deliveries(now=at)
+        within = sweep_due_deliveries(now=at + grace() - seconds(1))
+        after = sweep_due_deliveries(now=at + grace() + seconds(1))
+
+    assert (first, within, after) == (1, 0, 1)
+    assert published_subscriptions(published) == [delivery.subscription_id] * 2
 
 
 def test_the_sweeper_leaves_a_backed_off_subscription_alone_until_its_probe_is_due(
