@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db import transaction
-from django.utils import timezone
 from standardwebhooks import Webhook
 
 from comms import outcomes
