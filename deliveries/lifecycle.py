@@ -28,6 +28,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 _TABLE = Delivery._meta.db_table
+# Ids per UPDATE (a replay can name a whole backlog): within every backend's parameter limit.
+CHUNK = 5000
 
 
 class _Keep:
@@ -60,24 +62,26 @@ class Only:
     lease: datetime | None = None
 
 
-def change_deliveries(*, changes: Mapping[str, Change], only: Only, now: datetime) -> set[str]:
-    """Apply each delivery's change where `only` allows; return the ids that moved.
+def change_deliveries(*, changes: Mapping[str, Change], only: Only, now: datetime) -> dict[str, str]:
+    """Apply each delivery's change where `only` allows; return what moved, each delivery's
+    id with its subscription's.
 
     Deliveries changed alike (most often: a round that all succeeded) share one UPDATE."""
     alike: dict[Change, list[str]] = defaultdict(list)
     for delivery_id, change in changes.items():
         alike[change].append(delivery_id)
-    moved: set[str] = set()
+    moved: dict[str, str] = {}
     with transaction.atomic():
         for change, ids in alike.items():
-            moved |= _apply(change, ids, only, now)
+            for start in range(0, len(ids), CHUNK):
+                moved |= _apply(change, ids[start:start + CHUNK], only, now)
     return moved
 
 
-def _apply(change: Change, ids: list[str], only: Only, now: datetime) -> set[str]:
+def _apply(change: Change, ids: list[str], only: Only, now: datetime) -> dict[str, str]:
     sources = sorted(str(s) for s in only.from_statuses if change.status in TRANSITIONS[s])
     if not sources:
-        return set()
+        return {}
     sets, params = _sets(change, only, now)
     where = f"id IN ({_marks(ids)}) AND status IN ({_marks(sources)})"
     params += [*ids, *sources]
@@ -85,8 +89,8 @@ def _apply(change: Change, ids: list[str], only: Only, now: datetime) -> set[str
         where += " AND leased_until = %s"
         params.append(_db(only.lease))
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE {where} RETURNING id", params)
-        return {row[0] for row in cursor.fetchall()}
+        cursor.execute(f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE {where} RETURNING id, subscription_id", params)
+        return dict(cursor.fetchall())
 
 
 def _sets(change: Change, only: Only, now: datetime) -> tuple[list[str], list[Any]]:

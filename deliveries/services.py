@@ -93,10 +93,9 @@ def deliveries_retry(delivery_ids: list[str], *, now: datetime | None = None) ->
     with transaction.atomic():
         moved = lifecycle.change_deliveries(changes=dict.fromkeys(delivery_ids, due_now),
                                             only=Only(from_statuses=REPLAY_FROM), now=now)
-        owners = set(Delivery.objects.filter(id__in=moved).values_list("subscription_id", flat=True))
         # One task per subscription: it takes them oldest first, round by round, and its
         # follow-ups the rest; more would only find the first one's claim in flight.
-        for subscription_id in owners:
+        for subscription_id in set(moved.values()):
             deliveries_on_commit(subscription_id)
     return len(moved)
 

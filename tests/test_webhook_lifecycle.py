@@ -40,7 +40,7 @@ def held_by(claimed: Claim) -> Only:
     return Only(from_statuses={Status.PENDING}, lease=claimed.lease)
 
 
-def change_one(claimed: Claim, change: Change, only: Only | None = None) -> tuple[set[str], Delivery]:
+def change_one(claimed: Claim, change: Change, only: Only | None = None) -> tuple[dict[str, str], Delivery]:
     (delivery,) = claimed.deliveries
     moved = change_deliveries(changes={delivery.id: change}, only=only or held_by(claimed), now=timezone.now())
     return moved, Delivery.objects.get(id=delivery.id)
@@ -52,7 +52,7 @@ def change_one(claimed: Claim, change: Change, only: Only | None = None) -> tupl
 def test_a_change_under_its_claim_moves_the_delivery_and_ends_the_lease(claimed):
     moved, delivery = change_one(claimed, Change(Status.SUCCEEDED, attempts=1, last_status_code=200))
 
-    assert moved == {delivery.id}
+    assert moved == {delivery.id: delivery.subscription_id}
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("succeeded", 1, 200)
     assert (delivery.due_at, delivery.leased_until) == (None, None)
 
@@ -86,7 +86,7 @@ def test_a_delivery_no_longer_pending_is_not_changed(claimed):
 
     moved, delivery = change_one(claimed, Change(Status.SUCCEEDED))
 
-    assert (moved, delivery.status) == (set(), "failed")
+    assert (moved, delivery.status) == ({}, "failed")
 
 
 def test_a_delivery_claimed_again_by_another_is_not_changed_under_the_first_claim(claimed):
@@ -95,7 +95,7 @@ def test_a_delivery_claimed_again_by_another_is_not_changed_under_the_first_clai
 
     moved, delivery = change_one(claimed, Change(Status.SUCCEEDED))
 
-    assert moved == set()
+    assert moved == {}
     assert (delivery.status, delivery.leased_until) == ("pending", second.lease)
 
 
@@ -105,7 +105,7 @@ def test_a_move_the_table_does_not_allow_changes_nothing(claimed):
 
     moved, delivery = change_one(claimed, Change(Status.FAILED), Only(from_statuses=set(Status)))
 
-    assert (moved, delivery.status) == (set(), "succeeded")
+    assert (moved, delivery.status) == ({}, "succeeded")
 
 
 def test_deliveries_changed_differently_in_one_call_all_move(settings, application, channel):
@@ -120,8 +120,22 @@ def test_deliveries_changed_differently_in_one_call_all_move(settings, applicati
 
     moved = change_deliveries(changes=changes, only=held_by(claimed), now=timezone.now())
 
-    assert moved == {landed.id, retried.id}
+    assert moved == {landed.id: sub.id, retried.id: sub.id}
     assert dict(Delivery.objects.values_list("id", "status")) == {landed.id: "succeeded", retried.id: "pending"}
+
+
+def test_more_deliveries_than_one_update_takes_all_move(monkeypatch, application, channel):
+    monkeypatch.setattr(lifecycle, "CHUNK", 2)
+    sub = subscribe(application)
+    for _ in range(3):
+        submit(application, channel)
+    ids = list(Delivery.objects.values_list("id", flat=True))
+    Delivery.objects.update(status=Status.FAILED, due_at=None)
+
+    moved = change_deliveries(changes=dict.fromkeys(ids, Change(Status.PENDING, due_at=timezone.now())),
+                              only=Only(from_statuses=set(Status)), now=timezone.now())
+
+    assert moved == dict.fromkeys(ids, sub.id)
 
 
 # --- the retry endpoint ------------------------------------------------------------------
