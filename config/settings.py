@@ -217,7 +217,8 @@ RELAY_DISPATCH_GRACE = env.float("RELAY_DISPATCH_GRACE", default=20.0)
 # database for the sweeper (long countdowns are held unacknowledged in worker memory).
 RELAY_MAX_COUNTDOWN = env.float("RELAY_MAX_COUNTDOWN", default=300.0)
 # Scheduled messages due within this many seconds get a countdown to their sendAt; later
-# ones wait in the database. Must exceed RELAY_SWEEP_INTERVAL.
+# ones wait in the database, and the sweeper takes them a grace after they come within the
+# lookahead: it must exceed RELAY_DISPATCH_GRACE + RELAY_SWEEP_INTERVAL for them to start on time.
 RELAY_SCHEDULE_LOOKAHEAD = env.float("RELAY_SCHEDULE_LOOKAHEAD", default=120.0)
 # Message ids per send task: one broker round-trip and one claim query for many messages.
 RELAY_SEND_CHUNK = env.int("RELAY_SEND_CHUNK", default=50)
@@ -229,6 +230,9 @@ RELAY_MAX_EMAIL_BYTES = env.int("RELAY_MAX_EMAIL_BYTES", default=1_000_000)
 # A receipt that beats its attempt's SENT record is tried again this often, this many times.
 RELAY_RECEIPT_RETRIES = env.int("RELAY_RECEIPT_RETRIES", default=5)
 RELAY_RECEIPT_RETRY_DELAY = env.float("RELAY_RECEIPT_RETRY_DELAY", default=1.0)
+if RELAY_SCHEDULE_LOOKAHEAD <= RELAY_DISPATCH_GRACE + CELERY_BEAT_SCHEDULE["sweep-due-work"]["schedule"]:
+    raise environ.ImproperlyConfigured(
+        "RELAY_SCHEDULE_LOOKAHEAD must exceed RELAY_DISPATCH_GRACE + RELAY_SWEEP_INTERVAL")
 if RELAY_CLAIM_LEASE <= CELERY_TASK_TIME_LIMIT:
     raise environ.ImproperlyConfigured("RELAY_CLAIM_LEASE must outlast the task time limit (40 s)")
 

@@ -22,9 +22,14 @@ def carry_over(apps, schema_editor):
     grace = timedelta(seconds=settings.RELAY_DISPATCH_GRACE)
     lease = timedelta(seconds=settings.RELAY_CLAIM_LEASE)
     due = Message.objects.filter(due_at__isnull=False)
-    # Claimed: due when claimed (the lease is in leased_until).
-    due.filter(status__in=SENDABLE, leased_until__isnull=False).update(due_at=F("due_at") - grace - lease)
-    due.filter(status__in=SENDABLE, leased_until__isnull=True).update(due_at=F("due_at") - grace)
+    # A claim set next_attempt_at a grace past claimed_until. A sendable row without that
+    # mark was published, or republished by the sweeper after its claim lapsed (which left
+    # claimed_until behind): due a grace before its old value, with no lease. Done first, so
+    # the claimed rows below are still recognisable.
+    claimed = Q(leased_until__isnull=False, due_at=F("leased_until") + grace)
+    due.filter(status__in=SENDABLE).exclude(claimed).update(due_at=F("due_at") - grace, leased_until=None)
+    # Claimed: due when claimed; the lease is in leased_until.
+    due.filter(claimed, status__in=SENDABLE).update(due_at=F("due_at") - grace - lease)
     # Scheduled within the lookahead: looked at a grace after sendAt; now due at sendAt.
     due.filter(status="SCHEDULED", send_at__isnull=False, due_at__gt=F("send_at")).update(due_at=F("send_at"))
     # Statuses that wait for nothing have nothing due.
