@@ -22,7 +22,7 @@ from ..accounts import application_create, channel_upsert
 from ..models import Application, Message
 from ..status import Status
 from .ceiling import ceiling_table_create, ceiling_table_drop
-from .posts import post_all
+from .posts import compare
 from .processes import Processes, free_port, peak_rss_mb, procfile_command, wait_http
 from .receiver import Receiver
 
@@ -35,6 +35,7 @@ LATENCY_TICK = 0.1  # seconds between the latency phase's batches
 NOOP = "comms.noop"
 # Both gunicorns (the platform's and the ceiling's) run this many sync workers.
 WEB_WORKERS = 2
+SINGLE_POST_ROUNDS = 8
 HOT_TABLES = ["comms_message", "comms_messageevent", "comms_receipt", "deliveries_delivery",
               "deliveries_deliveryattempt"]
 
@@ -101,9 +102,7 @@ class Bench:
         results = self.results
         results["celery_noop_tasks_per_s"] = self.phase_noop()
         results["ingest_batch_messages_per_s"] = self.phase_ingest_batch()
-        # The ceiling right before the single POSTs it is the ceiling of, with the same client.
-        results["ceiling_requests_per_s"] = self.phase_ceiling()
-        results["ingest_single_requests_per_s"] = self.phase_ingest_single()
+        results["ceiling_requests_per_s"], results["ingest_single_requests_per_s"] = self.phase_single_posts()
         results["single_post_ceiling_ratio"] = round(
             results["ingest_single_requests_per_s"] / results["ceiling_requests_per_s"], 3)
         Message.objects.filter(application=self.ingest_app).delete()
@@ -143,34 +142,29 @@ class Bench:
                                               headers={"Content-Type": "application/json"}), 202)
         return round(count / (time.monotonic() - started), 1)
 
-    def phase_ceiling(self) -> float:
-        """The minimal DRF view (comms.bench.ceiling) under the same gunicorn line as `web`."""
+    def phase_single_posts(self) -> tuple[float, float]:
+        """Single POSTs of message bodies (scheduled a day ahead) from `clients` concurrent
+        clients, to the platform and to its ceiling: a minimal DRF view (comms.bench.ceiling)
+        served by the same gunicorn line as `web`. Returns (ceiling, platform) requests/s."""
         web = procfile_command("web")
         if "config.wsgi" not in web:
             raise RuntimeError(f"the Procfile's web line does not serve config.wsgi: {web}")
         ceiling_table_create()
         port = free_port()
         self.procs.start("web-ceiling", port=port, command=web.replace("config.wsgi", "comms.bench.ceiling_wsgi"))
-        try:
-            wait_http(f"http://127.0.0.1:{port}/ceiling")  # a GET is a 405: it answers
-            return self._single_posts(f"http://127.0.0.1:{port}/ceiling", "ceiling")
-        finally:
-            self.procs.stop("web-ceiling")
-
-    def phase_ingest_single(self) -> float:
-        return self._single_posts(f"{self.base}/api/v1/messages", "ingest single")
-
-    def _single_posts(self, url: str, label: str) -> float:
-        """Single POSTs of message bodies, scheduled a day ahead, from `clients` concurrent
-        clients; a few unmeasured first, so neither server is timed while it warms up."""
         count = max(min(self.messages, 2000), 1)
         send_at = (timezone.now() + timedelta(days=1)).isoformat()
         bodies = [{"channel": CHANNEL, "receiver": f"+4477009{i:05d}", "content": {"text": "bench"},
                    "sendAt": send_at} for i in range(count)]
-        options = {"clients": self.clients, "headers": {"Authorization": self.ingest_api.headers["Authorization"]},
-                   "expect": 202, "progress": self.progress}
-        post_all(url, bodies[:2 * self.clients], label=f"{label} (warm-up)", **{**options, "progress": False})
-        return post_all(url, bodies, label=label, **options)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ceiling")  # a GET is a 405: it answers
+            rates = compare({"ceiling": f"http://127.0.0.1:{port}/ceiling", "single": f"{self.base}/api/v1/messages"},
+                            bodies, rounds=SINGLE_POST_ROUNDS, clients=self.clients, expect=202,
+                            headers={"Authorization": self.ingest_api.headers["Authorization"]},
+                            progress=self.progress)
+        finally:
+            self.procs.stop("web-ceiling")
+        return rates["ceiling"], rates["single"]
 
     def phase_lifecycle(self) -> tuple[float, float]:
         n = self.messages
