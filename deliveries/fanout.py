@@ -8,6 +8,7 @@ from collections import defaultdict
 
 from django.utils import timezone
 
+from comms import bulk
 from comms.models import Channel
 
 from .dispatch import publish_new_work_on_commit
@@ -23,17 +24,19 @@ def fan_out(events: list, owners: dict[str, tuple[int, int]]) -> list[Delivery]:
         subscriptions[sub.application_id].append(sub)
     if not subscriptions:
         return []
+    # Names only matter to a subscription that picks channels; most take them all.
+    picky = any(sub.channels for subs in subscriptions.values() for sub in subs)
     channel_names = dict(Channel.objects.filter(id__in={c for _, c in owners.values()})
-                         .values_list("id", "name"))
+                         .values_list("id", "name")) if picky else {}
     # Due now: published after commit, and the sweeper's if still unclaimed a grace later.
     now = timezone.now()
     deliveries = []
     for event in events:
         application_id, channel_id = owners[event.message_id]
         for sub in subscriptions[application_id]:
-            if sub.wants(event.status_code, channel_names[channel_id]):
+            if sub.wants(event.status_code, channel_names.get(channel_id, "")):
                 deliveries.append(Delivery(subscription_id=sub.id, event_id=event.id, due_at=now,
                                            created_at=now, updated_at=now))
-    Delivery.objects.bulk_create(deliveries)
+    bulk.insert(deliveries)
     publish_new_work_on_commit((d.subscription_id, d.id) for d in deliveries)
     return deliveries
