@@ -12,6 +12,8 @@ from datetime import datetime
 
 from django.db import transaction
 
+from comms import bulk
+
 from . import health, http, lifecycle
 from .claims import Claim, still_held
 from .lifecycle import Change, Only
@@ -22,23 +24,37 @@ from .retries import after_attempt
 def record_round(claimed: Claim, outcomes: list[http.Outcome], now: datetime) -> None:
     """Record a round of attempts, made `now`, at the claimed deliveries."""
     with transaction.atomic():
-        subscription = claimed.subscription
-        if not health.unchanged_by(subscription, outcomes):
-            subscription = Subscription.objects.select_for_update(no_key=True).filter(id=subscription.id).first()
-            if subscription is None:
-                return  # deleted meanwhile, and its deliveries with it
-        held = still_held(claimed)
-        results = [(d, o) for d, o in zip(claimed.deliveries, outcomes, strict=True) if d.id in held]
-        if not results:
-            return
-        # Attempts at an address the subscription no longer has say nothing of its health.
-        if subscription is not claimed.subscription and subscription.url == claimed.subscription.url:
-            health.record_outcomes(subscription, [o for _, o in results], now)
-        changes = {d.id: after_attempt(d.attempts + 1, o, now, subscription_active=subscription.active)
-                   for d, o in results}
-        lifecycle.change_deliveries(changes=changes, only=_held_by(claimed), now=now)
-        DeliveryAttempt.objects.bulk_create(
-            _attempt_row(d, o, now, probe=claimed.probe) for d, o in results)
+        if health.unchanged_by(claimed.subscription, outcomes):
+            # All answered 2xx at a healthy subscription: only the deliveries change, and the
+            # guarded UPDATE itself tells which ones this claim still held.
+            held = lifecycle.change_deliveries(
+                changes={d.id: after_attempt(d.attempts + 1, o, now, subscription_active=True)
+                         for d, o in zip(claimed.deliveries, outcomes, strict=True)},
+                only=_held_by(claimed), now=now)
+            _insert_attempts(claimed, [(d, o) for d, o in zip(claimed.deliveries, outcomes, strict=True) if d.id in held], now)
+        else:
+            _record_with_health(claimed, outcomes, now)
+
+
+def _record_with_health(claimed: Claim, outcomes: list[http.Outcome], now: datetime) -> None:
+    subscription = Subscription.objects.select_for_update(no_key=True).filter(id=claimed.subscription.id).first()
+    if subscription is None:
+        return  # deleted meanwhile, and its deliveries with it
+    held = still_held(claimed)
+    results = [(d, o) for d, o in zip(claimed.deliveries, outcomes, strict=True) if d.id in held]
+    if not results:
+        return
+    # Attempts at an address the subscription no longer has say nothing of its health.
+    if subscription.url == claimed.subscription.url:
+        health.record_outcomes(subscription, [o for _, o in results], now)
+    changes = {d.id: after_attempt(d.attempts + 1, o, now, subscription_active=subscription.active)
+               for d, o in results}
+    lifecycle.change_deliveries(changes=changes, only=_held_by(claimed), now=now)
+    _insert_attempts(claimed, results, now)
+
+
+def _insert_attempts(claimed: Claim, results: list[tuple[Delivery, http.Outcome]], now: datetime) -> None:
+    bulk.insert([_attempt_row(d, o, now, probe=claimed.probe) for d, o in results])
 
 
 def close_inactive(claimed: Claim, now: datetime) -> None:

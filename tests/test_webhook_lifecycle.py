@@ -14,11 +14,11 @@ from django.db import OperationalError, connection, connections
 from django.utils import timezone
 
 from comms.due import lease
-from deliveries import health, http, lifecycle, services
+from deliveries import health, http, lifecycle, recording, services
 from deliveries.claims import Claim, claim
 from deliveries.health import State, state_of
 from deliveries.lifecycle import Change, Only, change_deliveries
-from deliveries.models import Delivery, DeliveryAttempt, Subscription
+from deliveries.models import Delivery, Subscription
 from deliveries.recording import record_round
 from tests.timing import seconds
 from tests.webhooks import submit, subscribe
@@ -172,12 +172,12 @@ def test_a_failure_after_the_health_write_rolls_back_the_health_the_deliveries_a
     (delivery,) = claimed.deliveries
     seen = []
 
-    def fail_at_the_last_write(rows, *args, **kwargs):
+    def fail_at_the_last_write(*batches):
         seen.append((state_of(Subscription.objects.get(id=delivery.subscription_id)),
                      Delivery.objects.get(id=delivery.id).status))
         raise OperationalError("the connection dropped mid-record")
 
-    monkeypatch.setattr(DeliveryAttempt.objects, "bulk_create", fail_at_the_last_write)
+    monkeypatch.setattr(recording.bulk, "insert", fail_at_the_last_write)  # the attempt rows
 
     with pytest.raises(OperationalError):
         record_round(claimed, [http.Outcome(answer, 5, error_kind="http_status")], timezone.now())
