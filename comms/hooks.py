@@ -1,14 +1,23 @@
-"""Who hears about recorded events.
+"""Who hears about recorded events, and what they add to them.
 
-Lifecycle calls `events_recorded` inside the transaction that wrote the events, so a
-listener that writes rows (the webhook outbox) commits or rolls back with them. Listeners
-are registered by app configs; comms does not import the apps that listen to it.
+Lifecycle asks each listener, before it writes new events, for its `Outbox`: the rows it
+wants written with them (the webhook deliveries), which go out in the same statement as the
+events and so commit or roll back with them, and what to run once they have committed.
+Listeners are registered by app configs; comms does not import the apps that listen to it.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Outbox:
+    rows: Sequence = ()
+    after_commit: Callable[[], None] | None = None
+
 
 # A listener gets the new MessageEvent rows and, per message id, (application id, channel id).
-Listener = Callable[[list, dict[str, tuple[int, int]]], None]
+Listener = Callable[[list, dict[str, tuple[int, int]]], Outbox]
 _listeners: list[Listener] = []
 
 
@@ -17,8 +26,7 @@ def listen(listener: Listener) -> None:
         _listeners.append(listener)
 
 
-def events_recorded(events: list, owners: dict[str, tuple[int, int]]) -> None:
+def outboxes(events: list, owners: dict[str, tuple[int, int]]) -> list[Outbox]:
     if not events:
-        return
-    for listener in _listeners:
-        listener(events, owners)
+        return []
+    return [listener(events, owners) for listener in _listeners]

@@ -18,6 +18,7 @@ from django.utils import timezone
 from . import bulk, hooks
 from .ids import new_id
 from .models import Message, MessageEvent
+from .outages import after_commit
 from .status import ALLOWED_FROM, WAITING, EventCode, Status
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,7 @@ def create(messages: Sequence[Message], now: datetime) -> list[MessageEvent]:
         for m in messages
         if m.status != Status.PENDING
     ]
-    bulk.insert(messages, events)
-    hooks.events_recorded(events, {m.id: (m.application_id, m.channel_id) for m in messages})
+    _write(events, {m.id: (m.application_id, m.channel_id) for m in messages}, messages)
     return events
 
 
@@ -185,7 +185,15 @@ def _record(moved: list[Moved], code: EventCode, details: EventDetails, now: dat
         )
         for m in moved
     ]
-    bulk.insert(events)
+    _write(events, {m.id: (m.application_id, m.channel_id) for m in moved})
     for m, event in zip(moved, events, strict=True):
         m.event = event
-    hooks.events_recorded(events, {m.id: (m.application_id, m.channel_id) for m in moved})
+
+
+def _write(events: list[MessageEvent], owners: dict[str, tuple[int, int]], messages: Sequence[Message] = ()) -> None:
+    """The new messages, their events and the listeners' rows, in one statement."""
+    outboxes = hooks.outboxes(events, owners)
+    bulk.insert(messages, events, *(outbox.rows for outbox in outboxes))
+    for outbox in outboxes:
+        if outbox.after_commit is not None:
+            after_commit(outbox.after_commit)

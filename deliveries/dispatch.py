@@ -20,9 +20,9 @@ from .claims import resting
 from .models import Delivery, Subscription
 
 
-def publish_new_work_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
-    """New deliveries, (subscription id, delivery id) pairs: a task for each subscription
-    that could take them now, none for one that could not (see claims.resting).
+def publish_new_work(deliveries: Iterable[tuple[str, str]]) -> None:
+    """New deliveries, (subscription id, delivery id) pairs, once committed: a task for each
+    subscription that could take them now, none for one that could not (see claims.resting).
 
     A flood of tasks that could only find their subscription busy would queue everyone
     else's webhooks behind them. Decided after commit, so it cannot strand anything: a
@@ -32,14 +32,9 @@ def publish_new_work_on_commit(deliveries: Iterable[tuple[str, str]]) -> None:
     grouped: dict[str, list[str]] = defaultdict(list)
     for subscription_id, delivery_id in deliveries:
         grouped[subscription_id].append(delivery_id)
-    if not grouped:
-        return
-
-    def publish() -> None:
+    if grouped:
         for subscription_id in set(grouped) - resting(grouped, timezone.now()):
             publish_deliveries(subscription_id, grouped[subscription_id])
-
-    after_commit(publish)
 
 
 def follow_up_on_commit(subscription_id: str) -> None:

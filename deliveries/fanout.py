@@ -1,29 +1,32 @@
 """Every recorded event becomes a delivery per matching subscription of its application.
 
-Runs inside the transaction that records the events (a comms hook), so deliveries are an
-outbox: they commit with their events or not at all, and the send tasks go out after commit.
+A comms hook: the deliveries are written in the statement that writes their events, so they
+are an outbox (they commit with their events or not at all), and the tasks go out after
+commit.
 """
 
 from collections import defaultdict
 
 from django.utils import timezone
 
-from comms import bulk
+from comms.hooks import Outbox
 from comms.models import Channel
 
-from .dispatch import publish_new_work_on_commit
+from .dispatch import publish_new_work
 from .models import Delivery, Subscription
 
 
-def fan_out(events: list, owners: dict[str, tuple[int, int]]) -> list[Delivery]:
-    """`owners` maps each event's message id to (application id, channel id)."""
+def fan_out(events: list, owners: dict[str, tuple[int, int]]) -> Outbox:
+    """A delivery per event and matching subscription, for comms to write with the events;
+    after commit, tasks for those subscriptions that can take them. `owners` maps each
+    event's message id to (application id, channel id)."""
     subscriptions: dict[int, list[Subscription]] = defaultdict(list)
     for sub in Subscription.objects.filter(
         application_id__in={app for app, _ in owners.values()}, active=True
     ).only("id", "application_id", "events", "channels"):
         subscriptions[sub.application_id].append(sub)
     if not subscriptions:
-        return []
+        return Outbox()
     # Names only matter to a subscription that picks channels; most take them all.
     picky = any(sub.channels for subs in subscriptions.values() for sub in subs)
     channel_names = dict(Channel.objects.filter(id__in={c for _, c in owners.values()})
@@ -37,6 +40,5 @@ def fan_out(events: list, owners: dict[str, tuple[int, int]]) -> list[Delivery]:
             if sub.wants(event.status_code, channel_names.get(channel_id, "")):
                 deliveries.append(Delivery(subscription_id=sub.id, event_id=event.id, due_at=now,
                                            created_at=now, updated_at=now))
-    bulk.insert(deliveries)
-    publish_new_work_on_commit((d.subscription_id, d.id) for d in deliveries)
-    return deliveries
+    pairs = [(d.subscription_id, d.id) for d in deliveries]
+    return Outbox(deliveries, after_commit=lambda: publish_new_work(pairs))
