@@ -15,7 +15,6 @@ one, so nothing a request sets on it leaks into the next.
 """
 
 import copy
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,12 +25,11 @@ from django.db.models.signals import post_delete, post_save
 
 from .models import ApiKey, Application, Channel
 
-DEFAULT_SECONDS = float(os.environ.get("RELAY_LOOKUP_CACHE_SECONDS", "5"))
 MAX_ENTRIES = 10_000  # past this, an entry evicts everything: rows, not requests, fill it
 
 
 def ttl_seconds() -> float:
-    return float(getattr(settings, "RELAY_LOOKUP_CACHE_SECONDS", DEFAULT_SECONDS))
+    return settings.RELAY_LOOKUP_CACHE_SECONDS
 
 
 class TtlCache:

@@ -220,6 +220,9 @@ RELAY_MAX_COUNTDOWN = env.float("RELAY_MAX_COUNTDOWN", default=300.0)
 # ones wait in the database, and the sweeper takes them a grace after they come within the
 # lookahead: it must exceed RELAY_DISPATCH_GRACE + RELAY_SWEEP_INTERVAL for them to start on time.
 RELAY_SCHEDULE_LOOKAHEAD = env.float("RELAY_SCHEDULE_LOOKAHEAD", default=120.0)
+# How long each process keeps an API key (with its application) and a channel it looked up
+# (comms.lookups); a change saved elsewhere is seen within this long. 0 turns them off.
+RELAY_LOOKUP_CACHE_SECONDS = env.float("RELAY_LOOKUP_CACHE_SECONDS", default=5.0)
 # Message ids per send task: one broker round-trip and one claim query for many messages.
 RELAY_SEND_CHUNK = env.int("RELAY_SEND_CHUNK", default=50)
 RELAY_BATCH_MAX = 1000
