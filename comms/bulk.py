@@ -7,7 +7,8 @@ adapted by psycopg2 itself (`mogrify`, in C) and JSON is dumped once per value; 
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 from django.db import connection
@@ -32,15 +33,19 @@ def _insert_statement(batch: Sequence[Model], mogrify) -> str:
     meta = type(batch[0])._meta
     # A serial primary key is the database's to number.
     fields = [f for f in meta.concrete_fields if not (f is meta.auto_field and batch[0].pk is None)]
+    readers = [_reader(f) for f in fields]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    values = b", ".join(mogrify(row, [_value(f, obj) for f in fields]) for obj in batch)
+    values = b", ".join(mogrify(row, [read(obj) for read in readers]) for obj in batch)
     # The statement goes out without parameters, so nothing in it is read as a placeholder.
     return f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES " + values.decode()
 
 
-def _value(field: Field, obj: Model) -> Any:
-    value = field.pre_save(obj, add=True)  # auto_now_add and auto_now, as bulk_create does
-    if isinstance(field, JSONField) and value is not None:
-        return json.dumps(value)
-    return value
+def _reader(field: Field) -> Callable[[Model], Any]:
+    """How to read a field's value to insert, decided once per batch, not per value."""
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return lambda obj: field.pre_save(obj, add=True)  # as bulk_create does
+    attname = field.attname
+    if isinstance(field, JSONField):
+        return lambda obj: None if (value := getattr(obj, attname)) is None else json.dumps(value)
+    return attrgetter(attname)

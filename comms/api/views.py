@@ -17,6 +17,7 @@ from .errors import Conflict, error_body
 from .filters import MessageFilter
 from .pagination import NewestFirst
 from .permissions import IsAdminApplication
+from .resources import accepted_resource
 from .schema import CancelTooLate, ErrorSerializer
 from .serializers import (
     BatchInputSerializer,
@@ -52,7 +53,7 @@ class MessageListCreateView(generics.ListAPIView):
             data=message_input(request.data),
             idempotency_key=idempotency_key(request),
         )
-        return Response(message_resource(message), status=status.HTTP_202_ACCEPTED)
+        return Response(accepted_resource(message), status=status.HTTP_202_ACCEPTED)
 
 
 def idempotency_key(request) -> str | None:
@@ -73,7 +74,7 @@ class MessageBatchView(APIView):
             context=serializer.validated_data.get("context"),
         )
         return Response(
-            {"messages": [message_resource(m) for m in messages]},
+            {"messages": [accepted_resource(m) for m in messages]},
             status=status.HTTP_202_ACCEPTED,
         )
 
