@@ -2,6 +2,9 @@
 nullable), what requests need (required fields), every error status with the error shape,
 and the API key as a bearer scheme."""
 
+import re
+import sys
+
 import pytest
 from django.test import Client
 
@@ -127,3 +130,13 @@ def test_string_query_parameters_are_documented_non_empty(schema):
 
     assert [name for name in ("channel", "receiver", "cursor", "createdAfter", "createdBefore")
             if parameters[name].get("minLength") != 1] == []
+
+
+def test_a_receivers_pattern_accepts_exactly_what_is_not_trimmed_away(schema):
+    """A receiver of only whitespace is refused after DRF trims it; the schema must say which
+    characters that is (Python's whitespace, not JSON Schema's \\s), or a generated "valid"
+    receiver such as "\\x1f" is refused."""
+    pattern = re.compile(schema["components"]["schemas"]["MessageInputRequest"]["properties"]["receiver"]["pattern"])
+    disagree = [hex(ord(c)) for c in map(chr, range(sys.maxunicode + 1))
+                if (pattern.search(c) is None) != (c.strip() == "")]
+    assert disagree == []
