@@ -9,6 +9,7 @@ booleans and RFC 3339 date-times: these fields hold the API to that.
 import re
 
 from django.db import models
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 # RFC 3339 section 5.6: full date, T, full time with seconds, and an offset (Z or ±hh:mm).
@@ -89,3 +90,14 @@ class StrictModelSerializer(serializers.ModelSerializer):
         models.FloatField: StrictFloatField,
         models.DateTimeField: StrictDateTimeField,
     }
+
+
+# What Python's str.strip() removes, which is what DRF trims: more than JSON Schema's \s (the
+# separators \x1c-\x1f, \x85) and less (not \ufeff).
+NOT_WHITESPACE = "[^\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 320, "pattern": NOT_WHITESPACE,
+                      "description": "Who gets the message: what the channel's type takes (see README)."})
+class ReceiverField(StrictCharField):
+    """Trimmed, so it must hold more than whitespace (the schema's pattern says so)."""

@@ -19,6 +19,7 @@ from ..providers import PROVIDERS, ConfigError, provider_class
 from ..providers.secrets import generated
 from ..status import ErrorCode, EventCode
 from .fields import (
+    ReceiverField,
     StrictCharField,
     StrictDateTimeField,
     StrictFloatField,
@@ -70,17 +71,6 @@ class ContentSerializer(serializers.Serializer):
     text = StrictCharField(max_length=100_000, trim_whitespace=False)
     html = StrictCharField(required=False, max_length=500_000, trim_whitespace=False)
     subject = StrictCharField(required=False, max_length=998, trim_whitespace=False)
-
-
-# What Python's str.strip() removes, which is what DRF trims: more than JSON Schema's \s (the
-# separators \x1c-\x1f, \x85) and less (not \ufeff).
-NOT_WHITESPACE = "[^\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-
-
-@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 320, "pattern": NOT_WHITESPACE,
-                      "description": "Who gets the message: what the channel's type takes (see README)."})
-class ReceiverField(StrictCharField):
-    """Trimmed, so it must hold more than whitespace (the schema's pattern says so)."""
 
 
 class FallbackField(serializers.DictField):
