@@ -16,6 +16,8 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from comms.lifecycle import KEEP
+
 from .models import Delivery
 
 Status = Delivery.Status
@@ -30,14 +32,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 _TABLE = Delivery._meta.db_table
 # Ids per UPDATE (a replay can name a whole backlog): within every backend's parameter limit.
 CHUNK = 5000
-
-
-class _Keep:
-    def __repr__(self) -> str:
-        return "KEEP"
-
-
-KEEP: Any = _Keep()
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,18 @@ def published(monkeypatch):
 
 
 @pytest.fixture
+def run(django_capture_on_commit_callbacks):
+    """Call a task function or service as a worker would, and commit, so what it publishes
+    after commit is recorded (with `published`)."""
+
+    def run(fn, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@pytest.fixture
 def clock(monkeypatch):
     """Frozen time every module reads through django.utils.timezone.now."""
     frozen = Clock(timezone.now().replace(microsecond=0))

@@ -30,16 +30,6 @@ def t0():
     return timezone.now()
 
 
-@pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    """Call an entry point and commit, so what it publishes is recorded."""
-
-    def run(fn, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return run
-
 
 @pytest.fixture
 def submit(application, channel, backup_channel, published, run, t0):

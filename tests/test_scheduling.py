@@ -43,16 +43,6 @@ def submit(api, channel, published, django_capture_on_commit_callbacks):
     return submit
 
 
-@pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    """Run a task or service as a worker would, committing so its publishes happen."""
-
-    def run(fn, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return run
-
 
 def codes(message_id: str) -> list[str]:
     return list(MessageEvent.objects.filter(message_id=message_id).order_by("sequence")
