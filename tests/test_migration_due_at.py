@@ -12,29 +12,17 @@ import os
 from datetime import timedelta
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from comms.due import grace, lease, lookahead
 from comms.status import Status
 
 pytestmark = pytest.mark.django_db
 
 BEFORE = ("comms", "0001_initial")
 AFTER = ("comms", "0002_due_at_and_lease")
-
-
-def grace() -> timedelta:
-    return timedelta(seconds=django_settings.RELAY_DISPATCH_GRACE)
-
-
-def lease() -> timedelta:
-    return timedelta(seconds=django_settings.RELAY_CLAIM_LEASE)
-
-
-def lookahead() -> timedelta:
-    return timedelta(seconds=django_settings.RELAY_SCHEDULE_LOOKAHEAD)
 
 
 def _server(original, sql: str) -> None:
