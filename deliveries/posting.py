@@ -41,8 +41,11 @@ def post_round(deliveries: list[Delivery], at: datetime) -> list[http.Outcome | 
     nothing is claimed twice."""
     lanes = _Lanes(deliveries, at)
     count = min(len(deliveries), settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION)
-    wait([_pool().submit(lanes.run) for _ in range(count)], timeout=settings.WEBHOOK_ROUND_SECONDS)
-    return lanes.close()
+    done, _ = wait([_pool().submit(lanes.run) for _ in range(count)], timeout=settings.WEBHOOK_ROUND_SECONDS)
+    outcomes = lanes.close()
+    for lane in done:
+        lane.result()  # a bug in a lane is raised, not recorded as a timeout
+    return outcomes
 
 
 class _Lanes:

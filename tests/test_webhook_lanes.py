@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from django.utils import timezone
 
-from deliveries import http, sending
+from deliveries import http, posting, sending
 from deliveries.claims import claim
 from deliveries.health import State, state_of
 from deliveries.models import Delivery, DeliveryAttempt, Subscription
@@ -104,6 +104,15 @@ def test_a_round_never_has_more_connections_open_than_the_bound(settings, applic
     send_for_subscription(sub.id, deliveries_for(application, channel, sub, 12))
 
     assert (len(receiver.requests), receiver.most_open) == (12, 3)
+
+
+def test_an_error_in_a_lane_is_raised_not_recorded_as_a_timeout(lanes, application, channel, monkeypatch):
+    sub = subscribe(application)
+    claimed = claim(sub.id, deliveries_for(application, channel, sub, 3), timezone.now())
+    monkeypatch.setattr(posting, "_post", lambda delivery, at: 1 / 0)
+
+    with pytest.raises(ZeroDivisionError):
+        posting.post_round(claimed.deliveries, timezone.now())
 
 
 # --- what a round does not start goes back -----------------------------------------------------
