@@ -254,6 +254,10 @@ WEBHOOK_SEND_CHUNK = env.int("WEBHOOK_SEND_CHUNK", default=20)
 # Attempts one subscription may have in flight at once, across every worker: a hanging
 # endpoint holds at most this many connections (and webhook worker threads).
 WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION", default=20)
+# Deliveries one round of a healthy subscription may carry, posted over at most the bound's
+# lanes: more per round shares its claim, load and record among more webhooks. A failing or
+# backed-off subscription's round carries no more than it has lanes.
+WEBHOOK_ROUND_MAX = env.int("WEBHOOK_ROUND_MAX", default=100)
 # The circuit breaker: after this many attempts in a row that time out or cannot connect,
 # the subscription backs off as a whole and sends one probe per interval until one lands.
 WEBHOOK_BREAKER_THRESHOLD = env.int("WEBHOOK_BREAKER_THRESHOLD", default=5)
@@ -267,9 +271,9 @@ WEBHOOK_ROUND_SECONDS = WEBHOOK_CONNECT_TIMEOUT + WEBHOOK_TIMEOUT + 2.0
 if WEBHOOK_ROUND_SECONDS >= RELAY_CLAIM_LEASE - 5:
     raise environ.ImproperlyConfigured(
         "WEBHOOK_CONNECT_TIMEOUT + WEBHOOK_TIMEOUT must stay well below RELAY_CLAIM_LEASE")
-if WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION < 1 or WEBHOOK_BREAKER_THRESHOLD < 1:
+if min(WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION, WEBHOOK_BREAKER_THRESHOLD, WEBHOOK_ROUND_MAX) < 1:
     raise environ.ImproperlyConfigured(
-        "WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION and WEBHOOK_BREAKER_THRESHOLD must be at least 1")
+        "WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION, WEBHOOK_BREAKER_THRESHOLD and WEBHOOK_ROUND_MAX must be at least 1")
 
 LOGGING = {
     "version": 1,

@@ -1,11 +1,13 @@
 """Claiming one subscription's deliveries for an attempt, within its share of the fleet.
 
 A claim holds the subscription's row lock while it looks at what is in flight, so every
-worker sees the same picture: one claim of a subscription in flight at a time, fleet-wide,
-with at most WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION attempts. So a hanging endpoint holds one
-worker thread and that many connections, however many tasks ask; the task in flight
-publishes a follow-up for the rest when it is done. While the subscription backs off
-(circuit breaker open) nothing is claimed but, once per probe interval, a single probe.
+worker sees the same picture: one claim of a subscription in flight at a time, fleet-wide.
+Its round posts over at most WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION lanes (see posting), so
+a hanging endpoint holds one worker thread and that many connections, however many tasks
+ask; the task in flight publishes a follow-up for the rest when it is done. A healthy
+subscription's claim takes up to WEBHOOK_ROUND_MAX, so a round's fixed costs (claim, load,
+record) are shared by more deliveries; any other's only as many as it has lanes, and while
+it backs off (circuit breaker open) nothing but, once per probe interval, a single probe.
 """
 
 from collections.abc import Collection, Sequence
@@ -17,6 +19,7 @@ from django.db import transaction
 
 from comms.leases import ClaimSpec, claim_due
 
+from . import health
 from .models import Delivery, Subscription
 
 
@@ -81,14 +84,19 @@ def _room(subscription: Subscription, now: datetime) -> tuple[int, bool]:
         return chunk, False  # nothing is sent: its deliveries are only closed as failed
     if in_flight(subscription.id, now):
         return 0, False
+    if health.is_healthy(subscription):
+        return settings.WEBHOOK_ROUND_MAX, False
     if subscription.next_probe_at is None:
+        # Failing: one delivery per lane, so an endpoint in trouble gets no more requests per
+        # round, and its breaker opens after no more attempts, than before lanes.
         return min(chunk, settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION), False
     # Backing off: a single probe, once its time has come.
     return (1, True) if subscription.next_probe_at <= now else (0, False)
 
 
 def in_flight(subscription_id: str, now: datetime) -> int:
-    """Attempts claimed and not yet recorded; a dead worker's count lapses with its lease."""
+    """Deliveries claimed and not yet recorded (or given back); a dead worker's count lapses
+    with its lease."""
     return Delivery.objects.filter(subscription_id=subscription_id, status=Delivery.Status.PENDING,
                                    leased_until__gt=now).count()
 

@@ -40,11 +40,18 @@ def state_of(subscription: Subscription) -> State:
     return State.FAILING if subscription.failing_since else State.HEALTHY
 
 
+def is_healthy(subscription: Subscription) -> bool:
+    """Active, no failure since its last success, nothing unanswered, not backing off: a
+    subscription whose round can only change its deliveries if all goes well."""
+    return subscription.active and subscription.failing_since is None and \
+        subscription.unreachable_streak == 0 and subscription.backing_off_since is None and \
+        subscription.next_probe_at is None
+
+
 def unchanged_by(subscription: Subscription, outcomes: Sequence[Outcome]) -> bool:
     """A healthy subscription whose attempts all succeeded stays as it is: the common case,
     which needs neither its row lock nor a write."""
-    return all(o.ok for o in outcomes) and subscription.failing_since is None and \
-        subscription.unreachable_streak == 0 and subscription.backing_off_since is None
+    return all(o.ok for o in outcomes) and is_healthy(subscription)
 
 
 def record_outcomes(subscription: Subscription, outcomes: Sequence[Outcome], now: datetime) -> None:

@@ -1,11 +1,12 @@
 """The one place that changes a delivery's status.
 
 A delivery is pending until an attempt lands (succeeded) or it is given up (failed); a
-failed attempt with a retry to come keeps it pending, due later; a replay asked for by the
-application or an operator makes it pending again, due now. Every change is a conditional
-UPDATE on the statuses it may come from and, for a worker recording its claim, on that
-claim's lease: a delivery that has moved on, or whose lapsed claim another worker took,
-is left alone. What a change writes is one value (`Change`), what it requires another (`Only`).
+failed attempt with a retry to come keeps it pending, due later; one its round never started
+stays pending as it was, only its claim ends; a replay asked for by the application or an
+operator makes it pending again, due now. Every change is a conditional UPDATE on the
+statuses it may come from and, for a worker recording its claim, on that claim's lease: a
+delivery that has moved on, or whose lapsed claim another worker took, is left alone. What a
+change writes is one value (`Change`), what it requires another (`Only`).
 """
 
 from collections import defaultdict

@@ -60,9 +60,9 @@ class Delivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # When the next attempt falls due (see comms.due); NULL once the delivery is finished.
     due_at = models.DateTimeField(null=True, blank=True)
-    # While an attempt is in flight, the claim's end: nobody else claims the row, and it counts
-    # against the subscription's in-flight bound, until the attempt is recorded or, if its
-    # worker died, until this time.
+    # While an attempt is in flight, the claim's end: nobody else claims the row, and no other
+    # claim of the subscription starts, until the round is recorded or, if its worker died,
+    # until this time.
     leased_until = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True, default="")
@@ -87,7 +87,7 @@ class Delivery(models.Model):
                 condition=Q(due_at__isnull=False),
                 name="delivery_sub_due_work",
             ),
-            # Its attempts in flight, counted against WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION.
+            # Its claim in flight, if any: one at a time per subscription (see claims).
             models.Index(
                 fields=["subscription", "leased_until"],
                 condition=Q(leased_until__isnull=False),

@@ -1,11 +1,12 @@
 """Delivering webhooks: a task's rounds of attempts for one subscription.
 
 A task works for one subscription (see dispatch), so its slowest request is that
-subscription's own. In rounds, it claims within the subscription's in-flight bound (see
-claims), posts concurrently (posting), and records attempts, deliveries and the
-subscription's health in one transaction (recording), while the subscription has due work
-and for DRAIN_SECONDS at most: a busy healthy endpoint is drained without a trip through
-the queue per round. Then it publishes at most one follow-up for the subscription.
+subscription's own. In rounds, it claims what the subscription may take (see claims), posts
+it over at most the subscription's bound of concurrent lanes (posting), and records
+attempts, deliveries and the subscription's health in one transaction (recording), while
+the subscription has due work and for DRAIN_SECONDS at most: a busy healthy endpoint is
+drained without a trip through the queue per round. Then it publishes at most one
+follow-up for the subscription.
 """
 
 import time
@@ -63,4 +64,4 @@ def _attempt(claimed: Claim) -> int:
     started = timezone.now()
     outcomes = post_round(claimed.deliveries, started)
     record_round(claimed, outcomes, started)
-    return len(outcomes)
+    return sum(1 for outcome in outcomes if outcome is not None)

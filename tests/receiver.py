@@ -9,6 +9,7 @@ the next scripted Answer, then with `default`. Connections are kept alive (HTTP/
 real receiver would; on exit every open connection is shut, so a pooled client connection
 can never reach a receiver of an earlier test. An Answer may `hold` the response (to make
 the client time out): the hold ends early when the receiver stops, so nothing waits long.
+`most_open` is the most connections that were open at once.
 """
 
 import socket
@@ -46,10 +47,12 @@ class OpenConnections:
     def __init__(self):
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        self.most = 0  # the most connections open at once
 
     def add(self, conn: socket.socket) -> None:
         with self._lock:
             self._open.add(conn)
+            self.most = max(self.most, len(self._open))
 
     def discard(self, conn: socket.socket) -> None:
         with self._lock:
@@ -108,6 +111,11 @@ class Receiver:
             return self._script.pop(0) if self._script else self.default
 
     # --- addresses -------------------------------------------------------------------------
+
+    @property
+    def most_open(self) -> int:
+        """The most connections that were open at once."""
+        return self._connections.most
 
     @property
     def port(self) -> int:

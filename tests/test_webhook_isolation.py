@@ -125,6 +125,7 @@ def test_a_claim_never_takes_another_subscriptions_deliveries(application, chann
 
 def test_a_claim_takes_no_more_than_the_subscription_may_have_in_flight(settings, application, channel):
     settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = 3
+    settings.WEBHOOK_ROUND_MAX = 3  # rounds of one request per lane (lanes: test_webhook_lanes)
     sub = subscribe(application)
     asked = deliveries_for(application, channel, sub, 5)
 
@@ -148,6 +149,7 @@ def test_while_one_claim_of_a_subscription_is_in_flight_no_other_task_claims_for
 
 def test_a_task_drains_its_subscription_in_rounds_within_the_bound(settings, application, channel, receiver):
     settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = 2
+    settings.WEBHOOK_ROUND_MAX = 2  # rounds of one request per lane (lanes: test_webhook_lanes)
     sub = subscribe(application, receiver.url)
     asked = deliveries_for(application, channel, sub, 5)
 
@@ -160,6 +162,7 @@ def test_a_task_drains_its_subscription_in_rounds_within_the_bound(settings, app
 
 def test_a_task_starts_no_new_round_after_its_drain_time(settings, application, channel, receiver, monkeypatch):
     settings.WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION = 2
+    settings.WEBHOOK_ROUND_MAX = 2  # rounds of one request per lane (lanes: test_webhook_lanes)
     monkeypatch.setattr(sending, "DRAIN_SECONDS", 0)
     sub = subscribe(application, receiver.url)
 
