@@ -15,27 +15,18 @@ from django.db import connection
 from django.db.models import Field, JSONField, Model
 
 
-def insert(*batches: Sequence[Model], then: tuple[str, Sequence] | None = None) -> list[tuple]:
-    """Insert each batch of new model instances (all of one model per batch), in order; then
-    run `then` (SQL and its parameters, PostgreSQL only) in the same statement, and return
-    the rows it returns."""
+def insert(*batches: Sequence[Model]) -> None:
+    """Insert each batch of new model instances (all of one model per batch), in order."""
     batches = [batch for batch in batches if batch]
     if connection.vendor != "postgresql":
-        if then is not None:
-            raise ValueError("a statement to run with the inserts needs PostgreSQL")
         for batch in batches:
             type(batch[0]).objects.bulk_create(batch)
-        return []
+        return
     with connection.cursor() as cursor:
         mogrify = cursor.cursor.mogrify
         statements = [_insert_statement(batch, mogrify) for batch in batches]
-        if then is not None:
-            statements.append(mogrify(*then).decode())
-        if not statements:
-            return []
-        cursor.execute(";".join(statements))
-        # The result is the last statement's: a RETURNING of `then`, or none.
-        return cursor.fetchall() if then is not None and cursor.description else []
+        if statements:
+            cursor.execute(";".join(statements))
 
 
 def _insert_statement(batch: Sequence[Model], mogrify) -> str:

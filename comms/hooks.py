@@ -1,8 +1,8 @@
 """Who hears about recorded events, and what they add to them.
 
-Lifecycle asks each listener, before it writes new events, for its `Outbox`: what it wants
-written with them (the webhook deliveries), which goes out in the same statement as the
-events and so commits or rolls back with them, and what to run once they have committed.
+Lifecycle asks each listener, before it writes new events, for its `Outbox`: the rows it
+wants written with them (the webhook deliveries), which go out in the same statement as the
+events and so commit or roll back with them, and what to run once they have committed.
 Listeners are registered by app configs; comms does not import the apps that listen to it.
 """
 
@@ -12,13 +12,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Outbox:
-    """`rows` are new model instances to insert; `statement` (PostgreSQL only: SQL and its
-    parameters) runs after the events' INSERT, seeing them; `after_commit` gets the rows
-    that statement returned (none without one)."""
-
     rows: Sequence = ()
-    statement: tuple[str, Sequence] | None = None
-    after_commit: Callable[[list[tuple]], None] | None = None
+    after_commit: Callable[[], None] | None = None
 
 
 # A listener gets the new MessageEvent rows and, per message id, (application id, channel id).

@@ -6,7 +6,6 @@ same transaction, numbered per message by `event_seq`. What a move writes is one
 (`Change`), what it requires another (`Only`).
 """
 
-import functools
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -194,11 +193,7 @@ def _record(moved: list[Moved], code: EventCode, details: EventDetails, now: dat
 def _write(events: list[MessageEvent], owners: dict[str, tuple[int, int]], messages: Sequence[Message] = ()) -> None:
     """The new messages, their events and the listeners' rows, in one statement."""
     outboxes = hooks.outboxes(events, owners)
-    statements = [outbox.statement for outbox in outboxes if outbox.statement is not None]
-    if len(statements) > 1:
-        raise ValueError("one listener at most may add a statement: only the last one's rows come back")
-    returned = bulk.insert(messages, events, *(outbox.rows for outbox in outboxes),
-                           then=statements[0] if statements else None)
+    bulk.insert(messages, events, *(outbox.rows for outbox in outboxes))
     for outbox in outboxes:
         if outbox.after_commit is not None:
-            after_commit(functools.partial(outbox.after_commit, returned if outbox.statement else []))
+            after_commit(outbox.after_commit)
