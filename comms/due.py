@@ -51,14 +51,7 @@ def schedule_due(send_at: datetime, now: datetime) -> datetime:
     return send_at if send_at - now <= lookahead() else send_at - lookahead()
 
 
-def countdown_to(due: datetime, now: datetime) -> float | None:
-    """A Celery countdown for work due at `due`: None when due now, or too far off for a
-    countdown (a long one is held unacknowledged in worker memory: the sweeper's instead)."""
-    seconds = (due - now).total_seconds()
-    if seconds <= 0 or seconds > settings.RELAY_MAX_COUNTDOWN:
-        return None
-    return seconds
-
-
 def within_countdown(due: datetime, now: datetime) -> bool:
+    """Whether work due at `due` may ride a Celery countdown: a long one is held
+    unacknowledged in worker memory, so later work waits for the sweeper."""
     return (due - now).total_seconds() <= settings.RELAY_MAX_COUNTDOWN
