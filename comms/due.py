@@ -45,10 +45,15 @@ def after(now: datetime, seconds: float | None) -> datetime | None:
     return None if seconds is None else now + timedelta(seconds=seconds)
 
 
+def within_lookahead(send_at: datetime, now: datetime) -> bool:
+    """Whether a message scheduled for `send_at` gets its countdown now."""
+    return send_at - now <= lookahead()
+
+
 def schedule_due(send_at: datetime, now: datetime) -> datetime:
     """The next step of a message scheduled for `send_at`: its countdown, published as soon
     as it comes within the lookahead, then its start at sendAt."""
-    return send_at if send_at - now <= lookahead() else send_at - lookahead()
+    return send_at if within_lookahead(send_at, now) else send_at - lookahead()
 
 
 def within_countdown(due: datetime, now: datetime) -> bool:

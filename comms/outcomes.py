@@ -50,7 +50,7 @@ def wake(message_ids: Sequence[str], *, now: datetime) -> None:
     for message in later:
         lifecycle.transition([message.id], Change(Status.SCHEDULED, due_at=due.schedule_due(message.send_at, now)),
                              only=Only(from_statuses={Status.PENDING}), now=now)
-    starts_on_commit([(m.id, m.send_at) for m in later if m.send_at - now <= due.lookahead()], now)
+    starts_on_commit([(m.id, m.send_at) for m in later if due.within_lookahead(m.send_at, now)], now)
     queued = lifecycle.transition([m.id for m in dormant if m not in later],
                                   Change(Status.QUEUED, due_at=now), now=now)
     sends_on_commit([m.id for m in queued])

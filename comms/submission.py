@@ -56,7 +56,7 @@ def message_submit_batch(*, application: Application, items: Sequence[dict[str, 
         lifecycle.create(list(reversed(rows)), now)
         sends_on_commit([m.id for m in heads if m.status == Status.QUEUED])
         starts_on_commit([(m.id, m.send_at) for m in heads
-                          if m.status == Status.SCHEDULED and m.send_at - now <= due.lookahead()], now)
+                          if m.status == Status.SCHEDULED and due.within_lookahead(m.send_at, now)], now)
     return heads
 
 

@@ -67,7 +67,7 @@ def _release_scheduled(messages: list[Message], now: datetime) -> int:
     for message in soon:
         message.due_at = due.schedule_due(message.send_at, now)
     Message.objects.bulk_update(soon, ["due_at"])
-    starts_on_commit([(m.id, m.send_at) for m in soon if m.due_at == m.send_at], now)
+    starts_on_commit([(m.id, m.send_at) for m in soon if due.within_lookahead(m.send_at, now)], now)
     return len(started)
 
 
