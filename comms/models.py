@@ -16,6 +16,11 @@ class Application(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     is_admin = models.BooleanField(default=False, help_text="May manage channels.")
+    # Empty: no limit. Over either, the API answers 429 and creates nothing.
+    api_requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="API requests allowed per minute; empty for no limit.")
+    daily_message_quota = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Messages accepted per UTC day; empty for no limit.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     # DRF treats the authenticated principal as the request's user.
@@ -60,6 +65,9 @@ class Channel(models.Model):
     max_attempts = models.PositiveIntegerField(default=3)
     retry_delay = models.FloatField(default=5.0, help_text="Seconds before the first retry; doubles each time.")
     enabled = models.BooleanField(default=True)
+    # Held across every worker (comms.pacing); empty: as fast as the provider takes them.
+    rate_limit = models.FloatField(null=True, blank=True,
+                                   help_text="Messages per second, across all workers; empty for no limit.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
