@@ -29,8 +29,9 @@ def application_for_key(raw_key: str) -> Application | None:
 
 def channel_upsert(*, name: str, type: str | None = None, config: dict | None = None,
                    max_attempts: int | None = None, retry_delay: float | None = None,
-                   enabled: bool | None = None) -> tuple[Channel, bool]:
-    """Create a channel, or update the given fields of an existing one. Raises ConfigError."""
+                   rate_limit: float | None = None, enabled: bool | None = None) -> tuple[Channel, bool]:
+    """Create a channel, or update the given fields of an existing one (a rate_limit of 0
+    removes the channel's limit). Raises ConfigError."""
     try:
         validate_slug(name)  # it travels in URLs: /channels/<name>, /receipts/<name>
     except ValidationError as exc:
@@ -55,6 +56,10 @@ def channel_upsert(*, name: str, type: str | None = None, config: dict | None = 
         if retry_delay < 0:
             raise ValueError("retry delay must be ≥ 0")
         channel.retry_delay = retry_delay
+    if rate_limit is not None:
+        if rate_limit < 0:
+            raise ValueError("rate limit must be ≥ 0 (0: no limit)")
+        channel.rate_limit = rate_limit or None
     if enabled is not None:
         channel.enabled = enabled
     channel.save()

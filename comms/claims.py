@@ -1,11 +1,14 @@
 """Claiming due messages for an attempt, and giving back claims a worker will not use."""
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, DateTimeField, Value, When
 
+from . import due
 from .leases import ClaimSpec, claim_due
 from .models import Message
 from .publish import sends_on_commit
@@ -30,7 +33,22 @@ def claim(message_ids: Sequence[str], now: datetime) -> list[Message]:
 
 def release(messages: Sequence[Message], now: datetime) -> None:
     """Give back claims this worker will not use: due now, published again."""
+    wait_for_turns({message: 0.0 for message in messages}, now)
+
+
+def wait_for_turns(waits: Mapping[Message, float], now: datetime) -> None:
+    """Give back claims whose attempt must wait this many seconds (a channel's pace): each
+    due then, its task published with that countdown (a wait beyond the countdown's reach
+    is the sweeper's)."""
+    if not waits:
+        return
+    due_at = {message.id: now + timedelta(seconds=wait) for message, wait in waits.items()}
+    by_wait: dict[float, list[str]] = defaultdict(list)
+    for message, wait in waits.items():
+        if due.within_countdown(due_at[message.id], now):
+            by_wait[wait].append(message.id)
+    when = Case(*(When(id=i, then=Value(at)) for i, at in due_at.items()), output_field=DateTimeField())
     with transaction.atomic():
-        Message.objects.filter(id__in=[m.id for m in messages], status__in=SENDABLE).update(
-            due_at=now, leased_until=None)
-        sends_on_commit([m.id for m in messages])
+        Message.objects.filter(id__in=list(due_at), status__in=SENDABLE).update(due_at=when, leased_until=None)
+        for wait, ids in by_wait.items():
+            sends_on_commit(ids, countdown=wait or None)

@@ -2,7 +2,10 @@
 channels): only what HTTP/1.1 can carry (RFC 9110), so a bad one is refused when it is
 configured rather than failing every request later."""
 
+import math
 import re
+import time
+from email.utils import parsedate_to_datetime
 
 # A field name is a token; a value is visible characters (plus obs-text, 0x80-0xFF, which
 # clients send as latin-1) with spaces and tabs only between them: clients refuse a value
@@ -32,3 +35,17 @@ def headers_problem(headers) -> str | None:
     if not isinstance(headers, dict):
         return "headers must be an object of strings"
     return next(filter(None, (header_problem(k, v) for k, v in headers.items())), None)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Delay-seconds (digits only, RFC 9110) or an HTTP date; anything else is ignored."""
+    if not value:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d{1,10}", value):
+        return float(value)
+    try:
+        seconds = parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None

@@ -11,9 +11,10 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from . import due, lifecycle, outcomes
-from .claims import claim, release
+from . import due, lifecycle, outcomes, pacing
+from .claims import claim, release, wait_for_turns
 from .lifecycle import Change, Only
+from .models import Message
 from .providers import ConfigError, Provider, ProviderError, Sent, provider_for
 from .publish import receipts_on_commit
 from .status import ErrorCode, Status
@@ -28,25 +29,48 @@ def send_attempts(message_ids: Sequence[str], *, now: datetime | None = None) ->
     for message in [m for m in messages if m.expires_at and m.expires_at <= now]:
         outcomes.expired(message, now=now)
         messages.remove(message)
+    messages = _their_turn(messages)
     # Stop well inside the claim's lease; what is left goes back to the queue.
     budget_ends = time.monotonic() + settings.RELAY_CLAIM_LEASE / 2
     providers: dict[int, Provider] = {}
     sent: list[Sent] = []
+    held: dict[int, float] = {}  # channels their provider asked us to pause: id -> seconds
+    paused: dict[Message, float] = {}
     for index, message in enumerate(messages):
         if time.monotonic() > budget_ends:
             release(messages[index:], timezone.now())
             messages = messages[:index]
             break
-        item = _attempt(message, providers)
-        if item is not None:
-            sent.append(item)
+        if message.channel_id in held:
+            paused[message] = held[message.channel_id]
+            continue
+        item = _attempt(message, providers, held)
+        sent += [item] if item is not None else []
     for provider in providers.values():
         provider.close()
     record_sent(sent, providers, timezone.now())
-    return len(messages)
+    wait_for_turns(paused, timezone.now())
+    return len(messages) - len(paused)
 
 
-def _attempt(message, providers: dict[int, Provider]) -> Sent | None:
+def _their_turn(messages: list[Message]) -> list[Message]:
+    """The messages whose turn it is on their channel (comms.pacing), oldest due first; the
+    others are given back to wait for theirs."""
+    queues: dict[int, list[Message]] = defaultdict(list)
+    for message in sorted(messages, key=lambda m: (m.due_at is None, m.due_at, m.created_at)):
+        queues[message.channel_id].append(message)
+    going, waiting = [], {}
+    for queue in queues.values():
+        for message, wait in zip(queue, pacing.waits(queue[0].channel, [m.id for m in queue]), strict=True):
+            if wait > 0:
+                waiting[message] = wait
+            else:
+                going.append(message)
+    wait_for_turns(waiting, timezone.now())
+    return going
+
+
+def _attempt(message, providers: dict[int, Provider], held: dict[int, float]) -> Sent | None:
     """Hand one attempt to its provider; a refusal is decided on the spot."""
     channel = message.channel
     attempt = message.attempts + 1
@@ -57,6 +81,10 @@ def _attempt(message, providers: dict[int, Provider]) -> Sent | None:
             raise ProviderError(ErrorCode.CHANNEL_UNAVAILABLE, "The channel is disabled")
         return Sent(message, attempt, provider.send(message, attempt=attempt))
     except ProviderError as error:
+        if error.code == ErrorCode.RATE_LIMITED:
+            # The whole channel pauses for what the provider asked (else its first retry delay).
+            held[channel.id] = channel.retry_delay if error.retry_after is None else error.retry_after
+            pacing.hold(channel, held[channel.id])
         outcomes.refused(message, error, attempt=attempt)
     except ConfigError as exc:  # an operator can fix it, so it is retried
         log.error("channel %s cannot send: %s", channel.name, exc)

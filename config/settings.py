@@ -225,6 +225,12 @@ RELAY_SCHEDULE_LOOKAHEAD = env.float("RELAY_SCHEDULE_LOOKAHEAD", default=120.0)
 RELAY_LOOKUP_CACHE_SECONDS = env.float("RELAY_LOOKUP_CACHE_SECONDS", default=5.0)
 # Message ids per send task: one broker round-trip and one claim query for many messages.
 RELAY_SEND_CHUNK = env.int("RELAY_SEND_CHUNK", default=50)
+# Where channels' send rates are kept (comms.pacing): Redis, for the whole fleet, when the
+# broker is Redis; else a directory of locked files, for the processes of this machine.
+RELAY_PACING_URL = env.str(
+    "RELAY_PACING_URL",
+    default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+    else str(VAR_DIR / ("test-pacing" if TESTING else "pacing")))
 RELAY_BATCH_MAX = 1000
 # The largest `context`, serialized: it is echoed in every webhook of every subscriber.
 RELAY_MAX_CONTEXT_BYTES = env.int("RELAY_MAX_CONTEXT_BYTES", default=16384)

@@ -5,13 +5,10 @@ urllib3 directly rather than requests: webhooks are the hottest path of a worker
 profile showed requests' session machinery costing more CPU than the rest of a delivery.
 """
 
-import math
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import urllib3
 from django.conf import settings
@@ -25,6 +22,8 @@ from urllib3.exceptions import (
     SSLError,
 )
 from urllib3.util import parse_url
+
+from comms.headers import retry_after_seconds
 
 USER_AGENT = "Relay-Webhooks/1"
 EXCERPT_BYTES = 4096
@@ -79,7 +78,7 @@ def post(url: str, body: str, headers: dict[str, str], *, addresses: Sequence[st
             duration_ms=_ms(started),
             excerpt=excerpt.decode("utf-8", errors="replace"),
             error_kind="" if 200 <= response.status < 300 else "http_status",
-            retry_after=_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
     except (LocationParseError, ValueError) as exc:
         # A URL or header HTTP cannot carry (the API refuses them; older rows may hold one).
@@ -125,20 +124,6 @@ def _failure(exc: Exception, started: float) -> Outcome:
     else:
         kind = "connection"
     return Outcome(None, _ms(started), error_kind=kind, error_detail=_short(exc))
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Delay-seconds (digits only, RFC 9110) or an HTTP date; anything else is ignored."""
-    if not value:
-        return None
-    value = value.strip()
-    if re.fullmatch(r"\d{1,10}", value):
-        return float(value)
-    try:
-        seconds = parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _ms(started: float) -> int:

@@ -7,11 +7,17 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from comms import publish
+from comms import pacing, publish
 from comms.accounts import application_create, channel_upsert
 from config.celery import app as celery_app
 from tests.receiver import Receiver
 from tests.timing import Clock
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pacing():
+    """Channel ids come back in every test: no test waits on an earlier one's send turns."""
+    pacing.forget()
 
 
 @pytest.fixture

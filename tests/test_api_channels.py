@@ -51,7 +51,7 @@ def test_an_admin_creates_a_channel(admin_api):
 
     assert response.status_code == 201, response.content
     data = response.json()
-    assert set(data) == {"name", "type", "config", "maxAttempts", "retryDelay", "enabled"}
+    assert set(data) == {"name", "type", "config", "maxAttempts", "retryDelay", "rateLimit", "enabled"}
     assert (data["name"], data["type"], data["maxAttempts"], data["retryDelay"], data["enabled"]) == \
         ("sms-uk", "simulator", 5, 2.5, False)
     assert data["config"]["receiptDelay"] == 0.5
@@ -66,6 +66,32 @@ def test_a_created_channel_gets_defaults_and_a_generated_receipt_secret(admin_ap
 
     assert (data["maxAttempts"], data["retryDelay"], data["enabled"]) == (3, 5.0, True)
     assert len(data["config"]["receiptSecret"]) >= 16
+
+
+def test_a_channel_has_no_rate_limit_unless_given_one(admin_api):
+    assert post(admin_api, {"name": "plain", "type": "simulator"}).json()["rateLimit"] is None
+
+    data = post(admin_api, {"name": "slow", "type": "simulator", "rateLimit": 1}).json()
+
+    assert data["rateLimit"] == 1.0
+    assert Channel.objects.get(name="slow").rate_limit == 1.0
+
+
+def test_a_rate_limit_is_removed_with_null(admin_api, channel):
+    admin_api.patch(f"{BASE}/sim", {"rateLimit": 5}, format="json")
+    response = admin_api.patch(f"{BASE}/sim", {"rateLimit": None}, format="json")
+
+    assert response.status_code == 200
+    assert Channel.objects.get(name="sim").rate_limit is None
+
+
+@pytest.mark.parametrize("rate", [0, -1, "5", 1e9])
+def test_a_rate_limit_must_be_a_positive_number_of_messages_per_second(admin_api, rate):
+    response = post(admin_api, {"name": "bad", "type": "simulator", "rateLimit": rate})
+
+    assert response.status_code == 400
+    assert "rateLimit" in str(response.json())
+    assert not Channel.objects.filter(name="bad").exists()
 
 
 def test_an_admin_creates_an_http_gateway_channel(admin_api):

@@ -97,6 +97,15 @@ def test_createchannel_on_an_existing_channel_updates_only_what_is_given():
     assert lines[-1].startswith("Updated channel sms")
 
 
+def test_createchannel_sets_and_removes_a_rate_limit():
+    lines = run("createchannel", "sms", "--type", "simulator", "--rate-limit", "5")
+    limited = Channel.objects.get(name="sms").rate_limit
+    run("createchannel", "sms", "--rate-limit", "0")
+
+    assert (limited, Channel.objects.get(name="sms").rate_limit) == (5.0, None)
+    assert "rateLimit=5/s" in lines[-1]
+
+
 def test_createchannel_can_disable_and_enable_a_channel():
     run("createchannel", "sms", "--type", "simulator")
 

@@ -265,11 +265,12 @@ class ChannelSerializer(StrictModelSerializer):
     type = serializers.ChoiceField(choices=sorted(PROVIDERS))
     maxAttempts = StrictIntegerField(source="max_attempts", min_value=1, max_value=100, default=3)
     retryDelay = StrictFloatField(source="retry_delay", min_value=0, max_value=86_400, default=5.0)
+    rateLimit = StrictFloatField(source="rate_limit", min_value=0.001, max_value=10_000, allow_null=True, default=None)
     config = serializers.DictField(required=False, default=dict)
 
     class Meta:
         model = Channel
-        fields = ["name", "type", "config", "maxAttempts", "retryDelay", "enabled"]
+        fields = ["name", "type", "config", "maxAttempts", "retryDelay", "rateLimit", "enabled"]
         # A name taken is a conflict (409, see ChannelViewSet), not bad input.
         extra_kwargs = {"name": {"validators": []}}
 

@@ -24,11 +24,13 @@ RAW_CODE_MAX = 100  # MessageEvent.raw_code
 
 
 class ProviderError(Exception):
-    """An attempt failed. `permanent` failures are not retried."""
+    """An attempt failed. `permanent` failures are not retried. `retry_after`: the seconds
+    the provider asked us to wait (a RATE_LIMITED answer's Retry-After), when it said."""
 
     def __init__(self, code: ErrorCode, message: str = "", *, permanent: bool = False,
-                 raw_code: str = ""):
+                 raw_code: str = "", retry_after: float | None = None):
         super().__init__(message or code.label)
+        self.retry_after = retry_after
         self.code = ErrorCode(code)
         self.message = message or self.code.label
         self.permanent = permanent

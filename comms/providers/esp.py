@@ -23,6 +23,7 @@ from anymail.exceptions import (
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 
+from ..headers import retry_after_seconds
 from ..status import ErrorCode
 from .base import ConfigError, ProviderError, ReceiptEvent, ReceiptRefused
 
@@ -117,7 +118,10 @@ def error_for(exc: AnymailError) -> ProviderError:
     else:
         kind, permanent = ErrorCode.CHANNEL_UNAVAILABLE, False  # the ESP's trouble, or the network
     raw = f"http {status}" if status else type(exc).__name__
-    return ProviderError(kind, str(exc).splitlines()[0][:300] if str(exc) else "", permanent=permanent, raw_code=raw)
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}  # requests' (not every ESP's SDK)
+    asked = retry_after_seconds(headers.get("Retry-After"))
+    return ProviderError(kind, str(exc).splitlines()[0][:300] if str(exc) else "", permanent=permanent, raw_code=raw,
+                         retry_after=asked)
 
 
 def receipt_payloads(config: dict, request) -> list[dict]:

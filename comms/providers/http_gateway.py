@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..headers import headers_problem
+from ..headers import headers_problem, retry_after_seconds
 from ..http_session import process_session
 from ..status import ErrorCode
 from .base import ConfigError, HmacReceipts, Provider, ProviderError, ReceiptEvent
@@ -96,7 +96,9 @@ class HttpGatewayProvider(HmacReceipts, Provider):
             reference = str(data.get("id") or "")
             # A reference longer than we store could never match a receipt: use our id.
             return reference if 0 < len(reference) <= MAX_REFERENCE else message.id
-        raise _error(data.get("error"), response.status_code)
+        error = _error(data.get("error"), response.status_code)
+        error.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        raise error
 
     def split_receipt(self, payload: dict) -> list[dict]:
         events = payload.get("events") if isinstance(payload, dict) else None

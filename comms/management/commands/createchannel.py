@@ -16,6 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("--type", help="provider type, e.g. simulator (required to create)")
         parser.add_argument("--max-attempts", type=int)
         parser.add_argument("--retry-delay", type=float, help="seconds before the first retry")
+        parser.add_argument("--rate-limit", type=float,
+                            help="messages per second across all workers (0: no limit)")
         parser.add_argument("--config", help="provider settings as a JSON object")
         parser.add_argument("--disable", action="store_true")
         parser.add_argument("--enable", action="store_true")
@@ -33,7 +35,7 @@ class Command(BaseCommand):
             channel, created = channel_upsert(
                 name=options["name"], type=options["type"], config=config,
                 max_attempts=options["max_attempts"], retry_delay=options["retry_delay"],
-                enabled=enabled,
+                rate_limit=options["rate_limit"], enabled=enabled,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
@@ -43,5 +45,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{'Created' if created else 'Updated'} channel {channel.name} ({channel.type}): "
             f"maxAttempts={channel.max_attempts} retryDelay={channel.retry_delay}s "
+            f"rateLimit={f'{channel.rate_limit:g}/s' if channel.rate_limit else 'none'} "
             f"enabled={channel.enabled} config={json.dumps(provider.shown(channel.config, reveal=made), ensure_ascii=False)}"
         )
