@@ -6,6 +6,9 @@ turn is ahead, the message waits for it in the database (due then, its task publ
 the countdown) and keeps the turn, so waiting messages go in the order they took their turns
 and none is failed for the rate. No worker sleeps.
 
+Turns that come late (a stalled worker, a task claimed by another's chunk) are not sent as a
+burst: two attempts of a paced channel go at least 0.9 of an interval apart.
+
 A provider's RATE_LIMITED holds the whole channel (paced or not) until the time it asks:
 nothing of it is attempted before then.
 
@@ -27,6 +30,10 @@ from django.conf import settings
 # A turn this close is taken now: a countdown fires on time or a little late, never early
 # by more than the clocks' granularity.
 EARLY = 0.005
+# Two attempts of a paced channel go at least this share of its interval apart, even when
+# late turns meet (a stalled worker's, a task taken by another's claim): lateness is made up
+# a tenth of an interval per message instead of sent as a burst.
+SPACING = 0.9
 # Turns not taken within this long (a message cancelled or expired while it waited) are
 # forgotten; the message takes a new turn if it ever comes back.
 FORGET_AFTER = 3600.0
@@ -35,11 +42,13 @@ TAKE_TURNS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local interval, early, forget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local spacing = interval * tonumber(ARGV[4])
 local next_turn = tonumber(redis.call('GET', KEYS[1]) or '0')
-local hold = tonumber(redis.call('GET', KEYS[2]) or '0')
+local last_go = tonumber(redis.call('GET', KEYS[4]) or '0')
+local free = math.max(last_go + spacing, tonumber(redis.call('GET', KEYS[2]) or '0'))
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - forget)
 local waits = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local turn = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[i]))
   if turn == nil then
     turn = math.max(next_turn, now)
@@ -48,16 +57,20 @@ for i = 4, #ARGV do
       redis.call('ZADD', KEYS[3], turn, ARGV[i])
     end
   end
-  local wait = math.max(turn, hold) - now
+  local at = math.max(turn, free)
+  local wait = at - now
   if wait <= early then
     redis.call('ZREM', KEYS[3], ARGV[i])
-    wait = 0
+    wait, last_go, at = 0, now, now
   end
+  free = at + spacing
   waits[#waits + 1] = tostring(wait)
 end
 if interval > 0 then
-  redis.call('SET', KEYS[1], tostring(next_turn), 'EX', math.ceil(next_turn - now + forget))
-  redis.call('EXPIRE', KEYS[3], math.ceil(next_turn - now + forget))
+  local ttl = math.ceil(next_turn - now + forget)
+  redis.call('SET', KEYS[1], tostring(next_turn), 'EX', ttl)
+  redis.call('SET', KEYS[4], tostring(last_go), 'EX', ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
 end
 return waits
 """
@@ -104,8 +117,9 @@ class RedisSchedule:
         self._hold = self.client.register_script(HOLD)
 
     def take_turns(self, channel_id: int, interval: float, ids: list[str]) -> list[float]:
-        keys = [f"relay:pace:{channel_id}:{part}" for part in ("next", "hold", "turns")]
-        return [float(w) for w in self._take_turns(keys=keys, args=[interval, EARLY, FORGET_AFTER, *ids])]
+        keys = [f"relay:pace:{channel_id}:{part}" for part in ("next", "hold", "turns", "last")]
+        args = [interval, EARLY, FORGET_AFTER, SPACING, *ids]
+        return [float(w) for w in self._take_turns(keys=keys, args=args)]
 
     def hold(self, channel_id: int, seconds: float) -> None:
         self._hold(keys=[f"relay:pace:{channel_id}:hold"], args=[seconds])
@@ -125,8 +139,9 @@ class FileSchedule:
 
     def take_turns(self, channel_id: int, interval: float, ids: list[str]) -> list[float]:
         with self._state(channel_id) as state:
-            now = time.time()
+            now, spacing = time.time(), interval * SPACING
             state["turns"] = {i: t for i, t in state["turns"].items() if t > now - FORGET_AFTER}
+            free = max(state["last"] + spacing, state["hold"])
             result = []
             for message_id in ids:
                 turn = state["turns"].get(message_id)
@@ -135,11 +150,12 @@ class FileSchedule:
                     if interval > 0:
                         state["next"] = turn + interval
                         state["turns"][message_id] = turn
-                wait = max(turn, state["hold"]) - now
-                if wait <= EARLY:
+                at = max(turn, free)
+                if at - now <= EARLY:
                     state["turns"].pop(message_id, None)
-                    wait = 0.0
-                result.append(wait)
+                    state["last"] = at = now
+                result.append(max(at - now, 0.0))
+                free = at + spacing
             return result
 
     def hold(self, channel_id: int, seconds: float) -> None:
@@ -165,7 +181,7 @@ class _LockedState:
         fcntl.flock(self.file, fcntl.LOCK_EX)
         self.file.seek(0)
         text = self.file.read()
-        self.state = {"next": 0.0, "hold": 0.0, "turns": {}, **(json.loads(text) if text else {})}
+        self.state = {"next": 0.0, "hold": 0.0, "last": 0.0, "turns": {}, **(json.loads(text) if text else {})}
         return self.state
 
     def __exit__(self, exc_type, exc, tb) -> None:
