@@ -67,6 +67,14 @@ def test_over_its_requests_per_minute_an_application_gets_429_rate_limited(api, 
     assert 1 <= int(answers[3]["Retry-After"]) <= 60
 
 
+def test_a_rate_of_zero_refuses_every_request(api, application):
+    limit(application, api_requests_per_minute=0)
+
+    response = api.get(MESSAGES)
+
+    assert (refusal(response), response["Retry-After"]) == ((429, "rate_limited"), "60")
+
+
 def test_every_authenticated_request_counts_against_the_rate_whatever_its_answer(api, application, channel):
     limit(application, api_requests_per_minute=2)
     api.get(f"{MESSAGES}/{'0' * 32}")  # 404
