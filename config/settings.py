@@ -240,17 +240,12 @@ if RELAY_CLAIM_LEASE <= CELERY_TASK_TIME_LIMIT:
     raise environ.ImproperlyConfigured("RELAY_CLAIM_LEASE must outlast the task time limit (40 s)")
 
 # --- Quotas per application ---------------------------------------------------------------
-# Where the API request rate and the daily message quota are counted (comms/quotas.py): any
-# storage URI of the `limits` library. Redis when the broker is Redis, so the counts hold
-# across every web process; otherwise this process's memory (the embedded default's one web
-# process).
-RELAY_LIMITS_STORAGE_URL = env.str(
-    "RELAY_LIMITS_STORAGE_URL",
-    default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "memory://")
-# The longest a request waits on that storage; unreachable, quotas are not enforced (a warning
-# is logged) and it is not asked again for RELAY_LIMITS_RETRY_SECONDS.
-RELAY_LIMITS_TIMEOUT = env.float("RELAY_LIMITS_TIMEOUT", default=0.5)
-RELAY_LIMITS_RETRY_SECONDS = env.float("RELAY_LIMITS_RETRY_SECONDS", default=5.0)
+# comms.quotas counts API requests and messages in this `limits` storage: Redis (the whole
+# fleet) when the broker is Redis, else this process's memory. README: "Quotas per application".
+RELAY_LIMITS_STORAGE_URL = env.str("RELAY_LIMITS_STORAGE_URL", default=(
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "memory://"))
+RELAY_LIMITS_TIMEOUT = env.float("RELAY_LIMITS_TIMEOUT", default=0.5)  # then fail open, logged
+RELAY_LIMITS_RETRY_SECONDS = env.float("RELAY_LIMITS_RETRY_SECONDS", default=5.0)  # then ask again
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["comms.api.throttling.ApplicationRequestRate"]
 
 # --- Webhooks -----------------------------------------------------------------------------
