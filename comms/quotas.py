@@ -73,7 +73,7 @@ def storage() -> Storage:
 
 
 def _make_storage(url: str) -> Storage:
-    if not url.startswith(("redis", "rediss", "valkey")):
+    if not url.startswith(("redis", "valkey")):  # redis, rediss, redis+unix, valkey...
         return storage_from_string(url, wrap_exceptions=True)
     timeout = settings.RELAY_LIMITS_TIMEOUT
     # No retries: redis-py retries a lost connection three times with backoff by default,
