@@ -245,6 +245,15 @@ if RELAY_SCHEDULE_LOOKAHEAD <= RELAY_DISPATCH_GRACE + CELERY_BEAT_SCHEDULE["swee
 if RELAY_CLAIM_LEASE <= CELERY_TASK_TIME_LIMIT:
     raise environ.ImproperlyConfigured("RELAY_CLAIM_LEASE must outlast the task time limit (40 s)")
 
+# --- Quotas per application ---------------------------------------------------------------
+# comms.quotas counts API requests and messages in this `limits` storage: Redis (the whole
+# fleet) when the broker is Redis, else this process's memory. README: "Quotas per application".
+RELAY_LIMITS_STORAGE_URL = env.str("RELAY_LIMITS_STORAGE_URL", default=(
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "memory://"))
+RELAY_LIMITS_TIMEOUT = env.float("RELAY_LIMITS_TIMEOUT", default=0.5)  # then fail open, logged
+RELAY_LIMITS_RETRY_SECONDS = env.float("RELAY_LIMITS_RETRY_SECONDS", default=5.0)  # then ask again
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["comms.api.throttling.ApplicationRequestRate"]
+
 # --- Webhooks -----------------------------------------------------------------------------
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=DEBUG)
 # Seconds between attempts: the first retry 5 s after the first attempt, and so on.

@@ -16,7 +16,8 @@ class ErrorSerializer(serializers.Serializer):
     """The one error shape of every answer that is not a success."""
 
     code = serializers.CharField(help_text="Machine-readable: invalid, not_authenticated, permission_denied, "
-                                           "not_found, cancel_too_late, payload_too_large, unavailable, ...")
+                                           "not_found, cancel_too_late, payload_too_large, rate_limited, "
+                                           "quota_exceeded, unavailable, ...")
     message = serializers.CharField(help_text="For people: what went wrong.")
     errors = serializers.DictField(
         required=False,
@@ -35,9 +36,19 @@ ERRORS = {
     "404": _error("No such resource, or not one of this application's."),
     "413": _error("The body is larger than RELAY_MAX_BODY_BYTES."),
     "415": _error("The body is not JSON (send Content-Type: application/json)."),
+    "429": _error("rate_limited: the application is over its API requests per minute. Retry after "
+                  "the Retry-After header's seconds."),
     "503": _error("The database or the broker is briefly unavailable; try again after the "
                   "Retry-After header's seconds."),
 }
+
+
+SUBMISSION_LIMITED = _error(
+    "rate_limited: the application is over its API requests per minute; or quota_exceeded: the "
+    "messages would take it over its daily message quota (UTC day; a batch of N counts N), and "
+    "Retry-After is the seconds to 00:00 UTC. Nothing is created.")
+RETRY_AFTER = {"schema": {"type": "integer", "minimum": 1}, "required": True,
+               "description": "Seconds to wait before trying again."}
 
 
 class RelayAutoSchema(AutoSchema):
@@ -50,6 +61,12 @@ class RelayAutoSchema(AutoSchema):
                 responses[code] = self._get_response_for_code(ERRORS[code], code, direction=direction)
         return dict(sorted(responses.items()))
 
+    def _get_response_headers_for_code(self, status_code, direction="response"):
+        headers = super()._get_response_headers_for_code(status_code, direction)
+        if status_code == "429":
+            headers["Retry-After"] = RETRY_AFTER
+        return headers
+
     def error_statuses(self) -> list[str]:
         codes = ["503"]
         has_body = self.method in BODY_METHODS and self.get_request_serializer() is not None
@@ -60,7 +77,7 @@ class RelayAutoSchema(AutoSchema):
         if has_body:
             codes += ["413", "415"]
         if self.view.get_authenticators():
-            codes.append("401")
+            codes += ["401", "429"]  # every authenticated request counts against its rate
         if any(isinstance(p, IsAdminApplication) for p in self.view.get_permissions()):
             codes.append("403")
         if "{" in self.path:

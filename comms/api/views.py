@@ -18,7 +18,7 @@ from .filters import MessageFilter
 from .pagination import NewestFirst
 from .permissions import IsAdminApplication
 from .resources import accepted_resource
-from .schema import CancelTooLate, ErrorSerializer
+from .schema import SUBMISSION_LIMITED, CancelTooLate, ErrorSerializer
 from .serializers import (
     BatchInputSerializer,
     BatchResultSerializer,
@@ -29,6 +29,7 @@ from .serializers import (
     message_input,
     message_resource,
 )
+from .throttling import daily_quota
 
 IDEMPOTENCY_KEY_MAX = Message._meta.get_field("idempotency_key").max_length
 
@@ -44,15 +45,15 @@ class MessageListCreateView(generics.ListAPIView):
 
     @extend_schema(
         request=MessageInputSerializer,
-        responses={202: MessageSerializer},
+        responses={202: MessageSerializer, 429: SUBMISSION_LIMITED},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
     )
     def post(self, request):
-        message, _ = message_submit(
-            application=request.user,
-            data=message_input(request.data),
-            idempotency_key=idempotency_key(request),
-        )
+        data, key = message_input(request.data), idempotency_key(request)
+        with daily_quota(request.user, 1, idempotency_key=key) as spent:
+            message, created = message_submit(application=request.user, data=data, idempotency_key=key)
+            if not created:
+                spent.give_back()  # a replay: it accepted nothing new
         return Response(accepted_resource(message), status=status.HTTP_202_ACCEPTED)
 
 
@@ -64,15 +65,14 @@ def idempotency_key(request) -> str | None:
 
 
 class MessageBatchView(APIView):
-    @extend_schema(request=BatchInputSerializer, responses={202: BatchResultSerializer})
+    @extend_schema(request=BatchInputSerializer, responses={202: BatchResultSerializer, 429: SUBMISSION_LIMITED})
     def post(self, request):
         serializer = BatchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        messages = message_submit_batch(
-            application=request.user,
-            items=serializer.validated_data["messages"],
-            context=serializer.validated_data.get("context"),
-        )
+        items = serializer.validated_data["messages"]
+        with daily_quota(request.user, len(items)):
+            messages = message_submit_batch(
+                application=request.user, items=items, context=serializer.validated_data.get("context"))
         return Response(
             {"messages": [accepted_resource(m) for m in messages]},
             status=status.HTTP_202_ACCEPTED,
