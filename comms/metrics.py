@@ -22,13 +22,13 @@ import os
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
-from django.db.models import Max
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", settings.PROMETHEUS_MULTIPROC_DIR)
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
@@ -129,12 +129,27 @@ def _observe(histogram: Histogram, since: EventCode, rows: list[tuple[str, int, 
     """Observe, per message, the time from its latest `since` event to `now`."""
     if not rows:
         return
-    started = dict(MessageEvent.objects.filter(message_id__in=[r[0] for r in rows], status_code=since)
-                   .order_by().values("message_id").annotate(at=Max("created_at"))
-                   .values_list("message_id", "at"))
+    started = _latest_events([r[0] for r in rows], since)
     for message_id, channel_id, _ in rows:
         if message_id in started:
             histogram.labels(names[channel_id]).observe(max((now - started[message_id]).total_seconds(), 0.0))
+
+
+def _latest_events(message_ids: list[str], code: EventCode) -> dict[str, datetime]:
+    """When each message last had an event `code`. Plain SQL: this follows every chunk of
+    SENT and DELIVERED, and the ORM would cost it twice the query's own time."""
+    marks = ", ".join(["%s"] * len(message_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT message_id, MAX(created_at) FROM {MessageEvent._meta.db_table} "
+                       f"WHERE status_code = %s AND message_id IN ({marks}) GROUP BY message_id",
+                       [code.value, *message_ids])
+        return {message_id: _aware(at) for message_id, at in cursor.fetchall()}
+
+
+def _aware(value: datetime | str) -> datetime:
+    # SQLite answers an aggregate with the text Django stored (UTC, naive).
+    value = parse_datetime(value) if isinstance(value, str) else value
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 
 def _count(counter: Counter, by_channel: Tally) -> None:
