@@ -15,7 +15,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import bulk, hooks
+from . import bulk, hooks, metrics
 from .ids import new_id
 from .models import Message, MessageEvent
 from .outages import after_commit
@@ -100,6 +100,7 @@ def transition(message_ids: Sequence[str], change: Change, *, only: Only = Only(
             cursor.execute(sql, params + where_params)
             moved = [Moved(*row) for row in cursor.fetchall()]
         _record(moved, EventCode(change.status.value), change.details, now)
+        metrics.moved(change.status, moved, now)
     if len(moved) < len(message_ids):
         log.debug("transition to %s skipped %d message(s)", change.status, len(message_ids) - len(moved))
     return moved
@@ -165,6 +166,7 @@ def create(messages: Sequence[Message], now: datetime) -> list[MessageEvent]:
         if m.status != Status.PENDING
     ]
     _write(events, {m.id: (m.application_id, m.channel_id) for m in messages}, messages)
+    metrics.accepted(m.channel_id for m in messages)
     return events
 
 

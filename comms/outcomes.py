@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from . import due, lifecycle
+from . import due, lifecycle, metrics
 from .lifecycle import Change, EventDetails, Only
 from .models import Message
 from .providers import ProviderError
@@ -61,8 +61,18 @@ def _retry_or_fail(message: Message, error: ProviderError, *, attempt: int, only
     """Retry after the channel's delay, or fail and start the fallback."""
     details = EventDetails(error_code=error.code, error_message=error.message, raw_code=error.raw_code)
     if error.permanent or attempt >= message.channel.max_attempts:
-        return _end_with_fallback(message, Change(Status.DELIVERY_FAILED, details, count_attempt=count_attempt),
-                                  only, now)
+        moved = _end_with_fallback(message, Change(Status.DELIVERY_FAILED, details, count_attempt=count_attempt),
+                                   only, now)
+    else:
+        moved = _retry(message, details, attempt=attempt, only=only, count_attempt=count_attempt, now=now)
+    if moved:
+        metrics.provider_error(message.channel.name, error.code)
+    return moved
+
+
+def _retry(message: Message, details: EventDetails, *, attempt: int, only: Only, count_attempt: bool,
+           now: datetime) -> bool:
+    """DELIVERY_RETRIED, due after the channel's delay."""
     retry_at = now + timedelta(seconds=message.channel.retry_delay_after(attempt))
     if message.expires_at and retry_at >= message.expires_at:
         retry_at = max(message.expires_at, now)  # wake then, to find it EXPIRED

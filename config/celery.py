@@ -22,3 +22,11 @@ def _close_old_db_connections(**kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@signals.worker_process_shutdown.connect
+def _metrics_process_dead(pid=None, **kwargs) -> None:
+    # Sent in the pool process that exits. Imported here: this module loads before the apps.
+    from comms import metrics
+
+    metrics.process_dead(pid or os.getpid())

@@ -290,6 +290,13 @@ if min(WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION, WEBHOOK_BREAKER_THRESHOLD, WEBHOO
     raise environ.ImproperlyConfigured(
         "WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION, WEBHOOK_BREAKER_THRESHOLD and WEBHOOK_ROUND_MAX must be at least 1")
 
+# --- Metrics ------------------------------------------------------------------------------
+# /metrics is off (404) while this is empty; set, it requires `Authorization: Bearer <token>`.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Where the Relay processes of this host keep their counters (see comms.metrics).
+PROMETHEUS_MULTIPROC_DIR = env.str(
+    "PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / ("test-metrics" if TESTING else "metrics")))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

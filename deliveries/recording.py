@@ -13,7 +13,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from comms import bulk
+from comms import bulk, metrics
 
 from . import health, http, lifecycle
 from .claims import Claim, still_held
@@ -60,6 +60,7 @@ def _record_with_health(claimed: Claim, attempted: list[tuple[Delivery, http.Out
 
 def _insert_attempts(claimed: Claim, results: list[tuple[Delivery, http.Outcome]], now: datetime) -> None:
     bulk.insert([_attempt_row(d, o, now, probe=claimed.probe) for d, o in results])
+    metrics.webhook_attempts(o for _, o in results)
 
 
 def close_inactive(claimed: Claim, now: datetime) -> None:
