@@ -1,0 +1,71 @@
+"""Events and receipts, listed on their own, newest first and read-only: what the webhooks
+carried, and what the providers told us."""
+
+from django.contrib import admin
+
+from .admin_display import clipped, error_text, link_to, to_the_millisecond
+from .admin_readonly import HistoryAdmin
+from .models import Message, MessageEvent, Receipt
+
+
+def search_by_message(queryset, term: str):
+    """The message's id, exactly: the indexes lead with message_id."""
+    term = term.strip().lower()
+    return queryset.filter(message_id=term) if term else queryset
+
+
+@admin.register(MessageEvent)
+class MessageEventAdmin(HistoryAdmin):
+    list_display = ["at", "message_shown", "sequence", "status_code", "error", "attempt"]
+    list_display_links = ["at"]
+    sortable_by = ["at"]
+    ordering = ["-created_at"]
+    list_filter = ["status_code", "error_code", "created_at"]
+    search_fields = ["=message__id"]
+    search_help_text = "A message id, exactly."
+    fields = ["at", "message_shown", "sequence", "status_code", "error", "raw_code", "attempt",
+              "fallback", "link", "env"]
+    readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_by_message(queryset, search_term), False
+
+    @admin.display(description="at", ordering="created_at")
+    def at(self, event):
+        return to_the_millisecond(event.created_at)
+
+    @admin.display(description="message")
+    def message_shown(self, event):
+        return link_to(Message, event.message_id, width=14)
+
+    @admin.display(description="error")
+    def error(self, event):
+        return error_text(event.error_code, event.error_message, width=60)
+
+    @admin.display(description="fallback to")
+    def fallback(self, event):
+        return link_to(Message, event.fallback_to or None)
+
+
+@admin.register(Receipt)
+class ReceiptAdmin(HistoryAdmin):
+    list_display = ["received_at", "channel", "message_shown", "outcome", "detail_shown"]
+    sortable_by = ["received_at"]
+    ordering = ["-received_at"]
+    list_filter = ["outcome", "channel", "received_at"]
+    search_fields = ["=message__id"]
+    search_help_text = "A message id, exactly."
+    list_select_related = ["channel"]
+    fields = ["received_at", "channel", "message_shown", "outcome", "detail", "payload"]
+    readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_by_message(queryset, search_term), False
+
+    @admin.display(description="message")
+    def message_shown(self, receipt):
+        return link_to(Message, receipt.message_id, width=14)
+
+    @admin.display(description="detail")
+    def detail_shown(self, receipt):
+        return clipped(receipt.detail, 60)

@@ -1,0 +1,50 @@
+"""A subscription's extra HTTP headers as an operator writes them: one "Name: value" a line,
+checked by the same rules as the API (comms.headers) before anything is saved."""
+
+from django import forms
+
+from comms.headers import header_problem
+
+# As the API's serializer: no value longer than this.
+MAX_VALUE_LENGTH = 1000
+
+
+def headers_as_lines(headers: dict) -> str:
+    return "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())
+
+
+def parse_header_lines(text: str) -> dict[str, str]:
+    """Raises forms.ValidationError naming the line at fault."""
+    headers: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if not colon:
+            raise forms.ValidationError(f'Line {number}: write each header as "Name: value".')
+        problem = header_problem(name, value)
+        if problem is None and len(value) > MAX_VALUE_LENGTH:
+            problem = f"the value of {name!r} is longer than {MAX_VALUE_LENGTH} characters"
+        if problem is None and name.lower() in {n.lower() for n in headers}:
+            problem = f"{name!r} is given twice"
+        if problem:
+            raise forms.ValidationError(f"Line {number}: {problem}.")
+        headers[name] = value
+    return headers
+
+
+class HeadersField(forms.CharField):
+    """Edits a dict of headers as text; cleans to the dict the model stores."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 4, "cols": 70, "spellcheck": "false"}))
+        kwargs.setdefault("help_text", 'Extra HTTP headers sent with each webhook, one "Name: value" a line.')
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        return headers_as_lines(value) if isinstance(value, dict) else value
+
+    def to_python(self, value):
+        return parse_header_lines(super().to_python(value) or "")
