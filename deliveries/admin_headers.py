@@ -10,7 +10,8 @@ MAX_VALUE_LENGTH = 1000
 
 
 def headers_as_lines(headers: dict) -> str:
-    return "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())
+    # By name: PostgreSQL's jsonb keeps no order of its own.
+    return "\n".join(f"{name}: {value}" for name, value in sorted((headers or {}).items(), key=lambda h: h[0].lower()))
 
 
 def parse_header_lines(text: str) -> dict[str, str]:
