@@ -8,6 +8,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+# Ids in lists: the first 8 characters, as short git hashes; the whole id on hover.
+SHORT_ID = 9
+
 
 def to_the_millisecond(value: datetime | None) -> str:
     """Events of one message often fall within the same second: milliseconds order them."""

@@ -3,7 +3,7 @@ carried, and what the providers told us."""
 
 from django.contrib import admin
 
-from .admin_display import clipped, error_text, link_to, to_the_millisecond
+from .admin_display import SHORT_ID, clipped, error_text, link_to, to_the_millisecond
 from .admin_readonly import HistoryAdmin
 from .models import Message, MessageEvent, Receipt
 
@@ -16,7 +16,7 @@ def search_by_message(queryset, term: str):
 
 @admin.register(MessageEvent)
 class MessageEventAdmin(HistoryAdmin):
-    list_display = ["at", "message_shown", "sequence", "status_code", "error", "attempt"]
+    list_display = ["at", "message_shown", "seq", "status_code", "error", "attempt"]
     list_display_links = ["at"]
     sortable_by = ["at"]
     ordering = ["-created_at"]
@@ -34,17 +34,21 @@ class MessageEventAdmin(HistoryAdmin):
     def at(self, event):
         return to_the_millisecond(event.created_at)
 
+    @admin.display(description="seq")
+    def seq(self, event):
+        return event.sequence
+
     @admin.display(description="message")
     def message_shown(self, event):
-        return link_to(Message, event.message_id, width=14)
+        return link_to(Message, event.message_id, width=SHORT_ID)
 
     @admin.display(description="error")
     def error(self, event):
-        return error_text(event.error_code, event.error_message, width=60)
+        return error_text(event.error_code, event.error_message, width=24)
 
     @admin.display(description="fallback to")
     def fallback(self, event):
-        return link_to(Message, event.fallback_to or None)
+        return link_to(Message, event.fallback_to or None, width=SHORT_ID)
 
 
 @admin.register(Receipt)
@@ -64,8 +68,8 @@ class ReceiptAdmin(HistoryAdmin):
 
     @admin.display(description="message")
     def message_shown(self, receipt):
-        return link_to(Message, receipt.message_id, width=14)
+        return link_to(Message, receipt.message_id, width=SHORT_ID)
 
     @admin.display(description="detail")
     def detail_shown(self, receipt):
-        return clipped(receipt.detail, 60)
+        return clipped(receipt.detail, 50)

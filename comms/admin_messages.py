@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.db.models import Q
 from django.utils.html import format_html
 
-from .admin_display import clipped, error_text, link, link_to, to_the_millisecond
+from .admin_display import SHORT_ID, clipped, error_text, link, link_to, to_the_millisecond
 from .admin_readonly import HistoryAdmin, HistoryInline
 from .ids import new_id
 from .models import Message, MessageEvent
@@ -33,7 +33,7 @@ def pretty_json(value) -> str:
 
 class MessageEventInline(HistoryInline):
     model = MessageEvent
-    fields = ["at", "sequence", "status_code", "error", "raw_code", "attempt", "fallback", "link"]
+    fields = ["at", "seq", "code", "error", "raw_code", "attempt", "fallback", "link_shown"]
     readonly_fields = fields
     ordering = ["sequence"]
     verbose_name_plural = "events"
@@ -42,20 +42,33 @@ class MessageEventInline(HistoryInline):
     def at(self, event):
         return to_the_millisecond(event.created_at)
 
+    @admin.display(description="#")
+    def seq(self, event):
+        return event.sequence
+
+    @admin.display(description="status code")
+    def code(self, event):
+        return event.status_code  # as the webhooks carry it
+
+    @admin.display(description="link")
+    def link_shown(self, event):
+        return clipped(event.link, 24) or "-"
+
     @admin.display(description="error")
     def error(self, event):
         return error_text(event.error_code, event.error_message)
 
     @admin.display(description="fallback to")
     def fallback(self, event):
-        return link_to(Message, event.fallback_to or None)
+        return link_to(Message, event.fallback_to or None, width=SHORT_ID)
 
 
 @admin.register(Message)
 class MessageAdmin(HistoryAdmin):
     """History, read-only: statuses change only through the lifecycle."""
 
-    list_display = ["id", "created_at", "status", "channel", "application", "receiver_shown", "attempts"]
+    list_display = ["short_id", "created_at", "status_code", "channel_shown", "application_shown",
+                    "receiver_shown", "attempts"]
     # Sorting by anything but the creation time would sort the whole table for each page.
     sortable_by = ["created_at"]
     ordering = ["-created_at"]
@@ -65,7 +78,7 @@ class MessageAdmin(HistoryAdmin):
     list_select_related = ["channel", "application"]
     inlines = [MessageEventInline]
     fieldsets = [
-        (None, {"fields": ["id", "status", "application", "channel", "sender", "receiver", "attempts",
+        (None, {"fields": ["id", "status_code", "application", "channel", "sender", "receiver", "attempts",
                            "provider_ref", "idempotency_key"]}),
         ("Fallback chain", {"fields": ["predecessor", "successor"]}),
         ("Times", {"fields": ["created_at", "updated_at", "send_at", "expires_at", "due_at", "leased_until"]}),
@@ -76,9 +89,25 @@ class MessageAdmin(HistoryAdmin):
     def get_search_results(self, request, queryset, search_term):
         return search_exactly(queryset, search_term), False
 
+    @admin.display(description="id")
+    def short_id(self, message):
+        return clipped(message.id, SHORT_ID)
+
+    @admin.display(description="status")
+    def status_code(self, message):
+        return message.status  # as the API and the webhooks write it
+
+    @admin.display(description="channel")
+    def channel_shown(self, message):
+        return clipped(message.channel.name, 12)
+
+    @admin.display(description="application")
+    def application_shown(self, message):
+        return clipped(message.application.name, 12)
+
     @admin.display(description="receiver")
     def receiver_shown(self, message):
-        return clipped(message.receiver, 28)
+        return clipped(message.receiver, 20)
 
     @admin.display(description="fallback of (predecessor)")
     def predecessor(self, message):

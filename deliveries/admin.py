@@ -1,13 +1,12 @@
 from django import forms
 from django.contrib import admin, messages
 
-from comms.admin_display import clipped, link_to, to_the_millisecond
+from comms.admin_display import SHORT_ID, clipped, link_to, to_the_millisecond, to_the_second
 from comms.admin_readonly import HistoryAdmin, HistoryInline
 from comms.models import Message, MessageEvent
 
 from .admin_headers import HeadersField
 from .admin_subscriptions import deliveries_table, health_summary
-from .health import state_of
 from .models import Delivery, DeliveryAttempt, Subscription
 from .services import SUBSCRIPTION_FIELDS, deliveries_retry, subscription_update
 from .signing import masked
@@ -15,8 +14,12 @@ from .urlguard import RefusedURL, check_url
 
 
 class SubscriptionForm(forms.ModelForm):
-    url = forms.URLField(max_length=2000, assume_scheme="https")
+    url = forms.URLField(max_length=2000, assume_scheme="https", widget=forms.URLInput(attrs={"class": "vURLField"}))
     headers = HeadersField()
+
+    class Meta:
+        widgets = {"events": forms.Textarea(attrs={"rows": 2, "cols": 70}),
+                   "channels": forms.Textarea(attrs={"rows": 2, "cols": 70})}
 
     def clean_url(self):
         try:
@@ -29,8 +32,7 @@ class SubscriptionForm(forms.ModelForm):
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
     form = SubscriptionForm
-    list_display = ["url_shown", "application", "state", "failing_since", "next_probe_at", "disabled_shown",
-                    "created_at"]
+    list_display = ["url_shown", "application_shown", "health_shown", "created_at"]
     list_filter = ["active", "application"]
     search_fields = ["=id", "url"]
     list_select_related = ["application"]
@@ -56,15 +58,15 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     @admin.display(description="url", ordering="url")
     def url_shown(self, obj):
-        return clipped(obj.url, 48)
+        return clipped(obj.url, 28)
 
-    @admin.display(description="state")
-    def state(self, obj):
-        return state_of(obj).value
+    @admin.display(description="application", ordering="application__name")
+    def application_shown(self, obj):
+        return clipped(obj.application.name, 12)
 
-    @admin.display(description="disabled reason")
-    def disabled_shown(self, obj):
-        return clipped(obj.disabled_reason, 30) or "-"
+    @admin.display(description="health")
+    def health_shown(self, obj):
+        return health_summary(obj, width=34)
 
     @admin.display(description="state")
     def health(self, obj):
@@ -111,8 +113,8 @@ def search_delivery(queryset, term: str):
 
 @admin.register(Delivery)
 class DeliveryAdmin(HistoryAdmin):
-    list_display = ["id", "created_at", "subscription_shown", "event_shown", "message_shown", "status",
-                    "attempts", "last_status_code", "due_at"]
+    # No id column: a delivery's id is for searching, not reading; its time links to it.
+    list_display = ["created_at", "subscription_shown", "event_shown", "status", "tries", "last_code", "next_attempt"]
     sortable_by = ["created_at"]
     ordering = ["-created_at"]
     list_filter = ["status", "created_at"]
@@ -130,15 +132,29 @@ class DeliveryAdmin(HistoryAdmin):
 
     @admin.display(description="subscription")
     def subscription_shown(self, delivery):
-        return link_to(Subscription, delivery.subscription_id, delivery.subscription.url, width=32)
+        return link_to(Subscription, delivery.subscription_id, delivery.subscription.url, width=20)
+
+    @admin.display(description="next attempt")
+    def next_attempt(self, delivery):
+        return to_the_second(delivery.due_at)
+
+    @admin.display(description="tries")
+    def tries(self, delivery):
+        return delivery.attempts
+
+    @admin.display(description="HTTP")
+    def last_code(self, delivery):
+        """The status code of the latest attempt."""
+        return delivery.last_status_code or "-"
 
     @admin.display(description="event")
     def event_shown(self, delivery):
-        return delivery.event.status_code
+        """The event's code, linked to its message."""
+        return link_to(Message, delivery.event.message_id, delivery.event.status_code)
 
     @admin.display(description="message")
     def message_shown(self, delivery):
-        return link_to(Message, delivery.event.message_id, width=14)
+        return link_to(Message, delivery.event.message_id, width=SHORT_ID)
 
     @admin.action(description="Retry the selected deliveries now")
     def retry_now(self, request, queryset):
@@ -148,8 +164,7 @@ class DeliveryAdmin(HistoryAdmin):
 
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(HistoryAdmin):
-    list_display = ["at", "delivery_shown", "number", "status_code", "duration_ms", "error_kind", "error_shown",
-                    "probe"]
+    list_display = ["at", "delivery_shown", "number_shown", "http", "ms", "error_kind", "error_shown", "probe"]
     sortable_by = ["at"]
     ordering = ["-attempted_at"]
     list_filter = ["error_kind", "probe", "attempted_at"]
@@ -169,8 +184,20 @@ class DeliveryAttemptAdmin(HistoryAdmin):
 
     @admin.display(description="delivery")
     def delivery_shown(self, attempt):
-        return link_to(Delivery, attempt.delivery_id, width=14)
+        return link_to(Delivery, attempt.delivery_id, width=SHORT_ID)
+
+    @admin.display(description="#")
+    def number_shown(self, attempt):
+        return attempt.number
+
+    @admin.display(description="HTTP")
+    def http(self, attempt):
+        return attempt.status_code or "-"
+
+    @admin.display(description="ms")
+    def ms(self, attempt):
+        return attempt.duration_ms
 
     @admin.display(description="error detail")
     def error_shown(self, attempt):
-        return clipped(attempt.error_detail, 40) or "-"
+        return clipped(attempt.error_detail, 20) or "-"
