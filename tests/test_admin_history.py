@@ -178,6 +178,16 @@ def test_a_count_over_the_cap_reads_as_the_cap_and_a_plus(admin_client, applicat
     assert b"3+ messages" in response.content
 
 
+def test_a_search_counts_its_results_up_to_the_cap(admin_client, application, channel, settings):
+    settings.RELAY_ADMIN_COUNT_CAP = 3
+    for minute in range(5):
+        make_message(application, channel, minutes=minute, receiver="+447700900099")
+
+    response = admin_client.get("/admin/comms/message/", {"q": "+447700900099"})
+
+    assert b"3+ results" in response.content
+
+
 def test_a_count_under_the_cap_is_exact(admin_client, application, channel):
     for minute in range(2):
         make_message(application, channel, minutes=minute)
