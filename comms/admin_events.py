@@ -4,8 +4,10 @@ carried, and what the providers told us."""
 from django.contrib import admin
 
 from .admin_display import SHORT_ID, clipped, error_text, link_to, to_the_millisecond
+from .admin_filters import code_filter
 from .admin_readonly import HistoryAdmin
 from .models import Message, MessageEvent, Receipt
+from .status import ErrorCode, EventCode
 
 
 def search_by_message(queryset, term: str):
@@ -16,14 +18,15 @@ def search_by_message(queryset, term: str):
 
 @admin.register(MessageEvent)
 class MessageEventAdmin(HistoryAdmin):
-    list_display = ["at", "message_shown", "seq", "status_code", "error", "attempt"]
+    list_display = ["at", "message_shown", "seq", "code", "error", "attempt"]
     list_display_links = ["at"]
     sortable_by = ["at"]
     ordering = ["-created_at"]
-    list_filter = ["status_code", "error_code", "created_at"]
+    list_filter = [code_filter("status_code", EventCode, "status code"), code_filter("error_code", ErrorCode, "error code"),
+                   "created_at"]
     search_fields = ["=message__id"]
     search_help_text = "A message id, exactly."
-    fields = ["at", "message_shown", "sequence", "status_code", "error", "raw_code", "attempt",
+    fields = ["at", "message_shown", "sequence", "code", "error_in_full", "raw_code", "attempt",
               "fallback", "link", "env"]
     readonly_fields = fields
 
@@ -33,6 +36,10 @@ class MessageEventAdmin(HistoryAdmin):
     @admin.display(description="at", ordering="created_at")
     def at(self, event):
         return to_the_millisecond(event.created_at)
+
+    @admin.display(description="status code")
+    def code(self, event):
+        return event.status_code
 
     @admin.display(description="seq")
     def seq(self, event):
@@ -45,6 +52,10 @@ class MessageEventAdmin(HistoryAdmin):
     @admin.display(description="error")
     def error(self, event):
         return error_text(event.error_code, event.error_message, width=24)
+
+    @admin.display(description="error")
+    def error_in_full(self, event):
+        return error_text(event.error_code, event.error_message)
 
     @admin.display(description="fallback to")
     def fallback(self, event):

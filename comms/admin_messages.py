@@ -8,9 +8,11 @@ from django.db.models import Q
 from django.utils.html import format_html
 
 from .admin_display import SHORT_ID, clipped, error_text, link, link_to, to_the_millisecond
+from .admin_filters import code_filter
 from .admin_readonly import HistoryAdmin, HistoryInline
 from .ids import new_id
 from .models import Message, MessageEvent
+from .status import Status
 
 ID_LENGTH = len(new_id())
 
@@ -72,7 +74,7 @@ class MessageAdmin(HistoryAdmin):
     # Sorting by anything but the creation time would sort the whole table for each page.
     sortable_by = ["created_at"]
     ordering = ["-created_at"]
-    list_filter = ["status", "channel", "application", "created_at"]
+    list_filter = [code_filter("status", Status, "status"), "channel", "application", "created_at"]
     search_fields = ["=id", "=receiver", "=provider_ref"]
     search_help_text = "A message id, a receiver or a provider reference, exactly."
     list_select_related = ["channel", "application"]

@@ -164,6 +164,22 @@ def test_messages_are_found_by_exact_provider_reference_or_receiver(admin_client
     assert [m.id for m in response.context["cl"].result_list] == [chain[i].id for i in found]
 
 
+def test_events_are_filtered_by_their_error_code_as_the_api_writes_it(admin_client, chain):
+    response = admin_client.get("/admin/comms/messageevent/", {"error_code__exact": "RATE_LIMITED"})
+
+    assert [e.status_code for e in response.context["cl"].result_list] == ["DELIVERY_FAILED"]
+    assert b'href="?error_code__exact=RATE_LIMITED"' in response.content
+    assert b"The channel is rate limiting us" not in response.content  # the choice's label
+
+
+def test_an_event_page_shows_its_error_in_full(admin_client, chain):
+    event = chain[0].events.get(sequence=2)
+
+    response = admin_client.get(f"/admin/comms/messageevent/{event.pk}/change/")
+
+    assert b"<code>RATE_LIMITED</code> Too many requests: 1 per second" in response.content
+
+
 # --- counting big tables -----------------------------------------------------------------
 
 
@@ -259,6 +275,17 @@ def test_the_subscription_page_lists_its_recent_deliveries_linked(admin_client, 
 
     assert f'href="/admin/deliveries/delivery/{delivery.id}/change/"' in page
     assert "<td>failed</td><td>2</td><td>503</td>" in page  # status, attempts, last status code
+
+
+def test_the_subscription_page_links_to_all_its_deliveries(admin_client, delivery, application):
+    other = Subscription.objects.create(application=application, url="https://other.example.com/", secret="x")
+    Delivery.objects.create(subscription=other, event=delivery.event, created_at=T0, updated_at=T0)
+    page = admin_client.get(f"/admin/deliveries/subscription/{delivery.subscription_id}/change/").content.decode()
+    url = re.search(r'href="(/admin/deliveries/delivery/\?subscription__id__exact=[0-9a-f]+)"', page).group(1)
+
+    response = admin_client.get(url)
+
+    assert [d.id for d in response.context["cl"].result_list] == [delivery.id]
 
 
 def test_the_subscription_page_lists_at_most_the_latest_20_deliveries(admin_client, subscription, chain):
