@@ -21,6 +21,10 @@ class SubscriptionForm(forms.ModelForm):
         widgets = {"events": forms.Textarea(attrs={"rows": 2, "cols": 70}),
                    "channels": forms.Textarea(attrs={"rows": 2, "cols": 70})}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["headers"].previous = self.instance.headers or {}
+
     def clean_url(self):
         try:
             check_url(self.cleaned_data["url"])

@@ -219,11 +219,20 @@ def test_a_count_under_the_cap_is_exact(admin_client, application, channel):
 def test_headers_are_written_one_name_and_value_a_line():
     field = HeadersField()
 
-    assert field.prepare_value({"Authorization": "Bearer abc", "X-Team": "ops"}) == \
-        "Authorization: Bearer abc\nX-Team: ops"
-    assert field.clean("Authorization: Bearer abc\n\n  X-Team:ops  \n") == \
-        {"Authorization": "Bearer abc", "X-Team": "ops"}
+    assert field.prepare_value({"X-Team": "ops", "Accept-Language": "en"}) == "Accept-Language: en\nX-Team: ops"
+    assert field.clean("X-Team: ops\n\n  Accept-Language:en  \n") == {"X-Team": "ops", "Accept-Language": "en"}
     assert field.clean("") == {}
+
+
+def test_credentials_in_headers_are_shown_masked_and_kept_when_left_masked():
+    field = HeadersField()
+    field.previous = {"Authorization": "Bearer abcdefghijkl", "X-Api-Key": "k-123456789"}
+
+    shown = field.prepare_value(field.previous)
+
+    assert shown == "Authorization: Bearer…\nX-Api-Key: k-1…"
+    assert field.clean(shown + "\nX-Team: ops") == {**field.previous, "X-Team": "ops"}
+    assert field.clean("Authorization: Bearer new-token")["Authorization"] == "Bearer new-token"
 
 
 @pytest.mark.parametrize("text, problem", [
@@ -243,7 +252,8 @@ def test_a_header_line_http_cannot_carry_is_refused_naming_its_line(text, proble
 def test_the_subscription_page_shows_headers_as_lines_and_the_secret_masked(admin_client, subscription):
     page = admin_client.get(f"/admin/deliveries/subscription/{subscription.id}/change/").content.decode()
 
-    assert "Authorization: Bearer abc\nX-Team: ops</textarea>" in page
+    assert "Authorization: Bea…\nX-Team: ops</textarea>" in page
+    assert "Bearer abc" not in page
     assert subscription.secret[:10] + "…" in page and subscription.secret not in page
 
 
@@ -256,6 +266,18 @@ def test_headers_edited_as_lines_are_saved_as_a_dict(admin_client, subscription)
     assert response.status_code == 302, response.context["adminform"].form.errors
     subscription.refresh_from_db()
     assert subscription.headers == {"X-Team": "platform", "X-Env": "prod"}
+
+
+def test_a_subscription_saved_unchanged_keeps_its_masked_credentials(admin_client, subscription):
+    url = f"/admin/deliveries/subscription/{subscription.id}/change/"
+    data = admin_form_data(admin_client.get(url))
+
+    response = admin_client.post(url, {**data, "description": "ops hook"})
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    subscription.refresh_from_db()
+    assert subscription.headers == {"Authorization": "Bearer abc", "X-Team": "ops"}
+    assert subscription.description == "ops hook"
 
 
 def test_a_bad_header_line_comes_back_with_its_error_and_saves_nothing(admin_client, subscription):
