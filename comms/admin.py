@@ -1,7 +1,9 @@
 from django import forms
 from django.contrib import admin, messages
 
-from .models import ApiKey, Application, Channel, Message, MessageEvent, Receipt
+# Registered by importing them: the history pages, read-only.
+from . import admin_events, admin_messages  # noqa: F401
+from .models import ApiKey, Application, Channel
 from .providers import PROVIDERS, ConfigError, provider_class
 from .providers.secrets import generated
 
@@ -20,7 +22,9 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Application)
 class ApplicationAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_admin", "created_at"]
+    list_display = ["name", "is_admin", "api_requests_per_minute", "daily_message_quota", "created_at"]
+    fields = ["name", "is_admin", "api_requests_per_minute", "daily_message_quota", "created_at"]
+    readonly_fields = ["created_at"]
     search_fields = ["name"]
     inlines = [ApiKeyInline]
 
@@ -32,7 +36,7 @@ class ChannelForm(forms.ModelForm):
 
     class Meta:
         model = Channel
-        fields = ["name", "type", "config", "max_attempts", "retry_delay", "enabled"]
+        fields = ["name", "type", "config", "max_attempts", "retry_delay", "rate_limit", "enabled"]
 
     made_secrets: set[str] = set()
 
@@ -58,7 +62,7 @@ class ChannelForm(forms.ModelForm):
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     form = ChannelForm
-    list_display = ["name", "type", "enabled", "max_attempts", "retry_delay", "updated_at"]
+    list_display = ["name", "type", "enabled", "max_attempts", "retry_delay", "rate_limit", "updated_at"]
     list_filter = ["type", "enabled"]
     search_fields = ["name"]
 
@@ -67,52 +71,3 @@ class ChannelAdmin(admin.ModelAdmin):
         for key in sorted(form.made_secrets):  # the one time a secret Relay made is shown
             self.message_user(request, f"{key} of {obj.name}: {obj.config[key]} (shown this once)",
                               messages.WARNING)
-
-
-class MessageEventInline(admin.TabularInline):
-    model = MessageEvent
-    fields = ["sequence", "status_code", "attempt", "error_code", "error_message", "raw_code",
-              "fallback_to", "env", "link", "created_at"]
-    readonly_fields = fields
-    ordering = ["sequence"]
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    """History, read-only: statuses change only through the lifecycle."""
-
-    list_display = ["id", "status", "channel", "application", "receiver", "attempts", "created_at"]
-    list_filter = ["status", "channel", "application", "created_at"]
-    search_fields = ["=id", "receiver"]
-    date_hierarchy = "created_at"
-    list_select_related = ["channel", "application"]
-    inlines = [MessageEventInline]
-    show_full_result_count = False
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(Receipt)
-class ReceiptAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "channel", "message", "outcome", "detail"]
-    list_filter = ["outcome", "channel"]
-    search_fields = ["=message__id"]
-    raw_id_fields = ["message"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False

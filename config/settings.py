@@ -143,6 +143,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- Admin --------------------------------------------------------------------------------
+# Dates and times in the admin to the second, in ISO order (config/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["config.formats"]
+# History lists count at most this many rows ("10,000+" beyond): a count(*) over millions
+# of messages would cost more than the page itself.
+RELAY_ADMIN_COUNT_CAP = env.int("RELAY_ADMIN_COUNT_CAP", default=10_000)
+
 # --- Celery -------------------------------------------------------------------------------
 # The test suite gets its own embedded broker, so a running dev platform never eats its tasks.
 TESTING = "pytest" in sys.modules

@@ -291,7 +291,7 @@ def test_re_enabling_in_the_admin_starts_afresh_as_the_api_does(settings, applic
     sub = unreachable_subscription(settings, application, channel, failures=3)
     Subscription.objects.filter(id=sub.id).update(active=False, disabled_reason="The endpoint answered 410 Gone")
     form = {"application": application.id, "url": sub.url, "events": "[]", "channels": "[]",
-            "description": "", "headers": "{}", "active": "on"}
+            "description": "", "headers": "", "active": "on"}
 
     response = admin_client.post(f"/admin/deliveries/subscription/{sub.id}/change/", form)
 
