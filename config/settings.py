@@ -33,6 +33,8 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
+    # Before the admin: its templates/admin/index.html adds the console's link to the index.
+    "console",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -274,6 +276,18 @@ if WEBHOOK_ROUND_SECONDS >= RELAY_CLAIM_LEASE - 5:
 if min(WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION, WEBHOOK_BREAKER_THRESHOLD, WEBHOOK_ROUND_MAX) < 1:
     raise environ.ImproperlyConfigured(
         "WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION, WEBHOOK_BREAKER_THRESHOLD and WEBHOOK_ROUND_MAX must be at least 1")
+
+# --- Console ---------------------------------------------------------------------------
+# The health console's per-minute rollup (console.rollup): refreshed by beat, topped up by
+# each page; every refresh rolls again this many minutes before where the last one stopped,
+# so rows committed late are counted. The rollup keeps this many hours.
+CONSOLE_REROLL_MINUTES = env.int("CONSOLE_REROLL_MINUTES", default=5)
+CONSOLE_ROLLUP_HOURS = env.int("CONSOLE_ROLLUP_HOURS", default=48)
+CELERY_TASK_ROUTES["console.refresh_rollup"] = {"queue": "sweeps"}
+CELERY_BEAT_SCHEDULE["console-rollup"] = {
+    "task": "console.refresh_rollup",
+    "schedule": env.float("CONSOLE_REFRESH_INTERVAL", default=60.0),
+}
 
 LOGGING = {
     "version": 1,

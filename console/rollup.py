@@ -1,0 +1,124 @@
+"""Rolling the history up into counts per minute (console.models).
+
+A refresh recomputes whole minutes from the source rows: it deletes the rollup's rows for
+[start, end) and inserts them again, in one transaction. It starts a few minutes before
+where the last refresh stopped (CONSOLE_REROLL_MINUTES), so rows committed late (an event is
+stamped when its transaction starts, and commits a moment after) are counted the next time
+round; the current minute, still filling, is always rolled again. The periodic task keeps
+the rollup close to now, and each console page tops it up for the minutes since.
+
+The source queries are time-range scans (messages by created_at, events by created_at,
+attempts by attempted_at): on PostgreSQL the console's migration gives the events and
+attempts a BRIN index, which costs almost nothing to keep since rows arrive in time order.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, Count, DurationField, ExpressionWrapper, F, Q, Value, When
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
+
+from comms.models import Message, MessageEvent
+from comms.status import EventCode
+from deliveries.models import DeliveryAttempt
+
+from .models import ACCEPTED, LATENCY_BOUNDS, LatencyMinute, RollupMark, StatusMinute, WebhookMinute
+
+ROLLUPS = (StatusMinute, LatencyMinute, WebhookMinute)
+
+
+def floor_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def kept_since(now: datetime) -> datetime:
+    """The oldest minute the rollup keeps: older rows are pruned, and never rolled."""
+    return floor_minute(now) - timedelta(hours=settings.CONSOLE_ROLLUP_HOURS)
+
+
+def refresh(now: datetime | None = None, *, since: datetime | None = None) -> tuple[datetime, datetime] | None:
+    """Roll the minutes from a few before the last refresh (or `since`) through the current
+    one. Returns the range rolled, or None if another refresh holds the mark (it is doing the
+    same work; its result commits in a moment)."""
+    now = now or timezone.now()
+    _ensure_mark()
+    end = floor_minute(now) + timedelta(minutes=1)
+    with transaction.atomic():
+        mark = RollupMark.objects.select_for_update(skip_locked=True).filter(pk=1).first()
+        if mark is None:
+            return None
+        start = since or (mark.rolled_until - timedelta(minutes=settings.CONSOLE_REROLL_MINUTES)
+                          if mark.rolled_until else kept_since(now))
+        start = max(floor_minute(start), kept_since(now))
+        roll(start, end)
+        mark.rolled_until = floor_minute(now)
+        mark.save(update_fields=["rolled_until"])
+    return start, end
+
+
+def _ensure_mark() -> None:
+    if not RollupMark.objects.filter(pk=1).exists():
+        try:
+            with transaction.atomic():
+                RollupMark.objects.create(pk=1)
+        except IntegrityError:
+            pass  # another refresh made it first
+
+
+def roll(start: datetime, end: datetime) -> None:
+    """Replace the rollup's rows for the minutes in [start, end) with counts from the history."""
+    for model in ROLLUPS:
+        model.objects.filter(minute__gte=start, minute__lt=end).delete()
+    StatusMinute.objects.bulk_create(_status_rows(start, end), batch_size=2000)
+    LatencyMinute.objects.bulk_create(_latency_rows(start, end), batch_size=2000)
+    WebhookMinute.objects.bulk_create(_webhook_rows(start, end), batch_size=2000)
+
+
+def prune(now: datetime | None = None) -> int:
+    """Drop rows older than the rollup keeps."""
+    oldest = kept_since(now or timezone.now())
+    return sum(model.objects.filter(minute__lt=oldest).delete()[0] for model in ROLLUPS)
+
+
+def _minute(field: str) -> TruncMinute:
+    return TruncMinute(field, tzinfo=UTC)
+
+
+def _status_rows(start: datetime, end: datetime) -> list[StatusMinute]:
+    accepted = (Message.objects.filter(created_at__gte=start, created_at__lt=end)
+                .annotate(m=_minute("created_at")).values("m", "channel_id").annotate(n=Count("id")))
+    events = (MessageEvent.objects.filter(created_at__gte=start, created_at__lt=end)
+              .annotate(m=_minute("created_at")).values("m", "message__channel_id", "status_code")
+              .annotate(n=Count("id")))
+    return [StatusMinute(minute=r["m"], channel_id=r["channel_id"], code=ACCEPTED, count=r["n"])
+            for r in accepted] + \
+        [StatusMinute(minute=r["m"], channel_id=r["message__channel_id"], code=r["status_code"], count=r["n"])
+         for r in events]
+
+
+def _bucket_case() -> Case:
+    """The index in LATENCY_BOUNDS of a DELIVERED event's accept→DELIVERED time."""
+    return Case(*(When(Q(latency__lte=timedelta(seconds=bound)), then=Value(i))
+                  for i, bound in enumerate(LATENCY_BOUNDS)),
+                default=Value(len(LATENCY_BOUNDS)))
+
+
+def _latency_rows(start: datetime, end: datetime) -> list[LatencyMinute]:
+    latency = ExpressionWrapper(F("created_at") - F("message__created_at"), output_field=DurationField())
+    rows = (MessageEvent.objects.filter(created_at__gte=start, created_at__lt=end,
+                                        status_code=EventCode.DELIVERED)
+            .annotate(m=_minute("created_at"), latency=latency).annotate(bucket=_bucket_case())
+            .values("m", "message__channel_id", "bucket").annotate(n=Count("id")))
+    return [LatencyMinute(minute=r["m"], channel_id=r["message__channel_id"], bucket=r["bucket"], count=r["n"])
+            for r in rows]
+
+
+def _webhook_rows(start: datetime, end: datetime) -> list[WebhookMinute]:
+    ok = Q(status_code__gte=200, status_code__lt=300)
+    rows = (DeliveryAttempt.objects.filter(attempted_at__gte=start, attempted_at__lt=end)
+            .annotate(m=_minute("attempted_at")).values("m", "delivery__subscription_id")
+            .annotate(ok=Count("id", filter=ok), n=Count("id")))
+    return [WebhookMinute(minute=r["m"], subscription_id=r["delivery__subscription_id"],
+                          succeeded=r["ok"], failed=r["n"] - r["ok"]) for r in rows]
