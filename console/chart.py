@@ -54,15 +54,15 @@ def nice_top(peak: int) -> int:
         step *= 10
 
 
-def draw(rows: list[dict], now: datetime, codes: list[tuple[str, str, str]]) -> Chart:
-    """`rows` are {"minute", "code", "n"}; `codes` (code, label, css class) in drawing order.
+def draw(rows: list[tuple[datetime, str, int]], now: datetime, codes: list[tuple[str, str, str]]) -> Chart:
+    """`rows` are (minute, code, count); `codes` (code, label, css class) in drawing order.
     The x axis is the 24 hours to the current minute; a minute with no row is a zero."""
     first = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES - 1)
     values = {code: [0] * MINUTES for code, _, _ in codes}
-    for row in rows:
-        i = int((row["minute"] - first).total_seconds() // 60)
-        if 0 <= i < MINUTES and row["code"] in values:
-            values[row["code"]][i] += row["n"]
+    for minute, code, n in rows:
+        i = int((minute - first).total_seconds() // 60)
+        if 0 <= i < MINUTES and code in values:
+            values[code][i] += n
     top = nice_top(max((max(v) for v in values.values()), default=0) or 1)
     series = [Series(code, label, css, sum(values[code]),
                      " ".join(f"{_x(i)},{_y(v, top)}" for i, v in enumerate(values[code])))
@@ -81,4 +81,6 @@ def _x_ticks(first: datetime) -> list[Tick]:
 
 
 def _y_ticks(top: int) -> list[Tick]:
-    return [Tick(LEFT - 8, _y(top * k // 4, top), f"{top * k // 4:,}") for k in range(5)]
+    """Gridlines at whole, evenly spaced values: quarters of 20, fifths of 5 or 10, halves of 2."""
+    parts = next(p for p in (4, 5, 2, 1) if top % p == 0)
+    return [Tick(LEFT - 8, _y(top * k // parts, top), f"{top * k // parts:,}") for k in range(parts + 1)]

@@ -47,7 +47,7 @@ def build(now: datetime) -> dict:
         "chart": chart.draw(queries.per_minute(now), now, CHART_SERIES),
         "channels": _channels(by_channel, queries.latency_buckets(now)),
         "subscriptions": _subscriptions(queries.subscriptions(), queries.webhook_outcomes(now)),
-        "backlog": [*queries.message_backlog(now), queries.delivery_backlog(now)],
+        "backlog": [*queries.message_backlog(now), queries.sent_backlog(), queries.delivery_backlog(now)],
     }
 
 
@@ -84,7 +84,9 @@ def _subscriptions(subscriptions: list, outcomes: dict[str, tuple[int, int]]) ->
     rows = []
     for s in subscriptions:
         ok, bad = outcomes.get(s.id, (0, 0))
-        rows.append(SubscriptionRow(s.id, s.application.name, s.url, state_of(s).value, s.failing_since,
+        # Disabled (by the platform) says more than inactive (which may be the owner's choice).
+        state = "disabled" if s.disabled_at and not s.active else state_of(s).value
+        rows.append(SubscriptionRow(s.id, s.application.name, s.url, state, s.failing_since,
                                     s.disabled_at, s.disabled_reason, ok + bad, _percent(ok, ok + bad),
                                     s.oldest_pending))
     return rows
