@@ -12,6 +12,7 @@ attempts by attempted_at): on PostgreSQL the console's migration gives the event
 attempts a BRIN index, which costs almost nothing to keep since rows arrive in time order.
 """
 
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -71,8 +72,9 @@ def roll(start: datetime, end: datetime) -> None:
     """Replace the rollup's rows for the minutes in [start, end) with counts from the history."""
     for model in ROLLUPS:
         model.objects.filter(minute__gte=start, minute__lt=end).delete()
-    StatusMinute.objects.bulk_create(_status_rows(start, end), batch_size=2000)
-    LatencyMinute.objects.bulk_create(_latency_rows(start, end), batch_size=2000)
+    events = _event_counts(start, end)
+    StatusMinute.objects.bulk_create(_status_rows(start, end, events), batch_size=2000)
+    LatencyMinute.objects.bulk_create(_latency_rows(events), batch_size=2000)
     WebhookMinute.objects.bulk_create(_webhook_rows(start, end), batch_size=2000)
 
 
@@ -86,39 +88,38 @@ def _minute(field: str) -> TruncMinute:
     return TruncMinute(field, tzinfo=UTC)
 
 
-def _status_rows(start: datetime, end: datetime) -> list[StatusMinute]:
+def _event_counts(start: datetime, end: datetime) -> list[dict]:
+    """Events per minute, channel and code (DELIVERED ones also per latency bucket): one pass
+    over the range's events and their messages serves both rollups."""
+    latency = ExpressionWrapper(F("created_at") - F("message__created_at"), output_field=DurationField())
+    bucket = Case(*(When(Q(status_code=EventCode.DELIVERED, latency__lte=timedelta(seconds=bound)), then=Value(i))
+                    for i, bound in enumerate(LATENCY_BOUNDS)),
+                  When(status_code=EventCode.DELIVERED, then=Value(len(LATENCY_BOUNDS))), default=None)
+    return list(MessageEvent.objects.filter(created_at__gte=start, created_at__lt=end)
+                .annotate(m=_minute("created_at"), latency=latency, bucket=bucket)
+                .values("m", "message__channel_id", "status_code", "bucket").annotate(n=Count("id")).order_by())
+
+
+def _status_rows(start: datetime, end: datetime, events: list[dict]) -> list[StatusMinute]:
     accepted = (Message.objects.filter(created_at__gte=start, created_at__lt=end)
-                .annotate(m=_minute("created_at")).values("m", "channel_id").annotate(n=Count("id")))
-    events = (MessageEvent.objects.filter(created_at__gte=start, created_at__lt=end)
-              .annotate(m=_minute("created_at")).values("m", "message__channel_id", "status_code")
-              .annotate(n=Count("id")))
+                .annotate(m=_minute("created_at")).values("m", "channel_id").annotate(n=Count("id")).order_by())
+    counts: dict[tuple, int] = defaultdict(int)
+    for r in events:
+        counts[r["m"], r["message__channel_id"], r["status_code"]] += r["n"]
     return [StatusMinute(minute=r["m"], channel_id=r["channel_id"], code=ACCEPTED, count=r["n"])
             for r in accepted] + \
-        [StatusMinute(minute=r["m"], channel_id=r["message__channel_id"], code=r["status_code"], count=r["n"])
-         for r in events]
+        [StatusMinute(minute=m, channel_id=channel, code=code, count=n) for (m, channel, code), n in counts.items()]
 
 
-def _bucket_case() -> Case:
-    """The index in LATENCY_BOUNDS of a DELIVERED event's accept→DELIVERED time."""
-    return Case(*(When(Q(latency__lte=timedelta(seconds=bound)), then=Value(i))
-                  for i, bound in enumerate(LATENCY_BOUNDS)),
-                default=Value(len(LATENCY_BOUNDS)))
-
-
-def _latency_rows(start: datetime, end: datetime) -> list[LatencyMinute]:
-    latency = ExpressionWrapper(F("created_at") - F("message__created_at"), output_field=DurationField())
-    rows = (MessageEvent.objects.filter(created_at__gte=start, created_at__lt=end,
-                                        status_code=EventCode.DELIVERED)
-            .annotate(m=_minute("created_at"), latency=latency).annotate(bucket=_bucket_case())
-            .values("m", "message__channel_id", "bucket").annotate(n=Count("id")))
+def _latency_rows(events: list[dict]) -> list[LatencyMinute]:
     return [LatencyMinute(minute=r["m"], channel_id=r["message__channel_id"], bucket=r["bucket"], count=r["n"])
-            for r in rows]
+            for r in events if r["bucket"] is not None]
 
 
 def _webhook_rows(start: datetime, end: datetime) -> list[WebhookMinute]:
     ok = Q(status_code__gte=200, status_code__lt=300)
     rows = (DeliveryAttempt.objects.filter(attempted_at__gte=start, attempted_at__lt=end)
             .annotate(m=_minute("attempted_at")).values("m", "delivery__subscription_id")
-            .annotate(ok=Count("id", filter=ok), n=Count("id")))
+            .annotate(ok=Count("id", filter=ok), n=Count("id")).order_by())
     return [WebhookMinute(minute=r["m"], subscription_id=r["delivery__subscription_id"],
                           succeeded=r["ok"], failed=r["n"] - r["ok"]) for r in rows]

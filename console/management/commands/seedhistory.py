@@ -23,7 +23,7 @@ class Command(BaseCommand):
         now, started = timezone.now(), time.monotonic()
         with transaction.atomic():
             made = seeding.seed(messages, now, secrets.token_hex(4))
-        seeding.analyze()
+        seeding.vacuum()
         self.stdout.write(", ".join(f"{n:,} {name}" for name, n in made.items())
                           + f" in {time.monotonic() - started:.1f} s")
         started = time.monotonic()
