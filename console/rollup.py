@@ -5,7 +5,8 @@ A refresh recomputes whole minutes from the source rows: it deletes the rollup's
 where the last refresh stopped (CONSOLE_REROLL_MINUTES), so rows committed late (an event is
 stamped when its transaction starts, and commits a moment after) are counted the next time
 round; the current minute, still filling, is always rolled again. The periodic task keeps
-the rollup close to now, and each console page tops it up for the minutes since.
+the rollup close to now, and each console page tops it up for the minutes since (re-rolling
+less: the task's next run counts what commits late).
 
 The source queries are time-range scans (messages by created_at, events by created_at,
 attempts by attempted_at): on PostgreSQL the console's migration gives the events and
@@ -39,19 +40,26 @@ def kept_since(now: datetime) -> datetime:
     return floor_minute(now) - timedelta(hours=settings.CONSOLE_ROLLUP_HOURS)
 
 
-def refresh(now: datetime | None = None, *, since: datetime | None = None) -> tuple[datetime, datetime] | None:
-    """Roll the minutes from a few before the last refresh (or `since`) through the current
-    one. Returns the range rolled, or None if another refresh holds the mark (it is doing the
-    same work; its result commits in a moment)."""
+# What a console page re-rolls before the mark: the periodic task re-rolls
+# CONSOLE_REROLL_MINUTES, which counts late commits within a minute; a page need not wait for
+# them, and rolls as little as it can.
+PAGE_REROLL_MINUTES = 1
+
+
+def refresh(now: datetime | None = None, *, since: datetime | None = None,
+            reroll_minutes: int | None = None) -> tuple[datetime, datetime] | None:
+    """Roll the minutes from `reroll_minutes` (CONSOLE_REROLL_MINUTES) before the last refresh,
+    or from `since`, through the current one. Returns the range rolled, or None if another
+    refresh holds the mark (it is doing the same work; its result commits in a moment)."""
     now = now or timezone.now()
+    reroll = settings.CONSOLE_REROLL_MINUTES if reroll_minutes is None else reroll_minutes
     _ensure_mark()
     end = floor_minute(now) + timedelta(minutes=1)
     with transaction.atomic():
         mark = RollupMark.objects.select_for_update(skip_locked=True).filter(pk=1).first()
         if mark is None:
             return None
-        start = since or (mark.rolled_until - timedelta(minutes=settings.CONSOLE_REROLL_MINUTES)
-                          if mark.rolled_until else kept_since(now))
+        start = since or (mark.rolled_until - timedelta(minutes=reroll) if mark.rolled_until else kept_since(now))
         start = max(floor_minute(start), kept_since(now))
         roll(start, end)
         mark.rolled_until = floor_minute(now)

@@ -3,7 +3,8 @@
 Everything is made in the database with INSERT ... SELECT over generate_series: a message per
 row, spread evenly over the last 24 hours, its kind (delivered, read, retried, failed, silent,
 scheduled, cancelled, stalled) drawn from a hash of its number, its events the steps of its kind
-that have already happened, its status the last of them; then the webhook deliveries of three
+that have already happened, its status the last of them (the traffic swells and ebbs over the
+day, busiest at 14:00 UTC); then the webhook deliveries of three
 subscriptions (healthy, failing for the last 40 minutes, disabled 3 hours ago) and their attempts.
 """
 
@@ -43,12 +44,13 @@ SELECT md5(%(tag)s || g) AS id, ts, channels[1 + c] AS channel_id, apps[1 + g %%
             WHEN r < 940 THEN 'fail' WHEN r < 945 THEN 'silent' WHEN r < 960 THEN 'sched'
             WHEN r < 970 THEN 'cancel'
             WHEN r < 975 AND ts > %(now)s - interval '4 minutes' THEN 'stalled' ELSE 'ok' END AS kind
-FROM (SELECT g, %(now)s - interval '24 hours' + (g - 0.5)::float8 * interval '86400 seconds' / %(n)s AS ts,
+FROM (SELECT g, %(now)s - interval '24 hours' + interval '86400 seconds' * (u - %(swing)s / (2 * pi())
+             * (sin(2 * pi() * (u - %(peak)s)) + sin(2 * pi() * %(peak)s))) AS ts,
              abs(hashtext(%(tag)s || g)) %% 1000 AS r,
              CASE WHEN abs(hashtext('c' || %(tag)s || g)) %% 100 < 45 THEN 0
                   WHEN abs(hashtext('c' || %(tag)s || g)) %% 100 < 75 THEN 1
                   WHEN abs(hashtext('c' || %(tag)s || g)) %% 100 < 90 THEN 2 ELSE 3 END AS c
-      FROM generate_series(1, %(n)s) g) AS numbered,
+      FROM (SELECT g, (g - 0.5)::float8 / %(n)s AS u FROM generate_series(1, %(n)s) g) AS spread) AS numbered,
      (SELECT %(channels)s::bigint[] AS channels, %(apps)s::bigint[] AS apps,
              %(medians)s::float8[] AS medians) AS k
 """
@@ -142,7 +144,8 @@ def seed(n: int, now: datetime, tag: str) -> dict[str, int]:
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL work_mem = '256MB'")
         _skip_foreign_key_checks(cursor)
-        cursor.execute(SEED, {"tag": tag, "now": now, "n": n, "channels": [c.pk for c in channels],
+        cursor.execute(SEED, {"tag": tag, "now": now, "n": n, "peak": _peak(now), "swing": 0.45,
+                              "channels": [c.pk for c in channels],
                               "apps": [a.pk for a in apps], "medians": [m for _, m in CHANNELS]})
         cursor.execute(EVENTS, {"now": now})
         for name, sql in (("messages", MESSAGES), ("events", EVENT_ROWS)):
@@ -155,6 +158,12 @@ def seed(n: int, now: datetime, tag: str) -> dict[str, int]:
             cursor.execute(ATTEMPTS, {"sub": sub.pk, "now": now})
             made["attempts"] += cursor.rowcount
     return made
+
+
+def _peak(now: datetime) -> float:
+    """Where in the seeded day (0 to 1) 14:00 UTC falls: the busiest time, as traffic goes."""
+    start = now - timedelta(days=1)
+    return ((14 - start.hour - start.minute / 60) % 24) / 24
 
 
 def _skip_foreign_key_checks(cursor) -> None:

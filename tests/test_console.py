@@ -111,10 +111,20 @@ def test_a_refresh_rolls_the_trailing_minutes_again_to_count_late_commits(histor
     late = _message(history["app"], history["sms"], now - timedelta(minutes=3), [("QUEUED", 0)])
     # Stamped before the window: a refresh does not go that far back.
     _message(history["app"], history["sms"], now - timedelta(minutes=20), [("QUEUED", 0)])
+    # A page re-rolls less (the last minute only): the task's next run counts the late one.
+    rollup.refresh(now + timedelta(seconds=10), reroll_minutes=rollup.PAGE_REROLL_MINUTES)
+    assert _rolled_codes()[ACCEPTED] == before[ACCEPTED]
     start, _ = rollup.refresh(now + timedelta(seconds=30))
     assert start <= late.created_at
     assert _rolled_codes()[ACCEPTED] == before[ACCEPTED] + 1
     assert _rolled_codes()["QUEUED"] == before["QUEUED"] + 1
+
+
+def test_a_page_rolls_what_came_since_the_last_refresh(admin_client, history):
+    rollup.refresh(history["now"] - timedelta(minutes=30))
+    assert _rolled_codes()[ACCEPTED] == 9  # not yet the two accepted in the last ten minutes
+    admin_client.get("/admin/console/")
+    assert _rolled_codes()[ACCEPTED] == 11
 
 
 def test_prune_drops_what_the_rollup_no_longer_keeps(history, settings):
