@@ -4,7 +4,7 @@ Everything is made in the database with INSERT ... SELECT over generate_series: 
 row, spread evenly over the last 24 hours, its kind (delivered, read, retried, failed, silent,
 scheduled, cancelled, stalled) drawn from a hash of its number, its events the steps of its kind
 that have already happened, its status the last of them (the traffic swells and ebbs over the
-day, busiest at 14:00 UTC); then the webhook deliveries of three
+day, busiest around midday UTC); then the webhook deliveries of three
 subscriptions (healthy, failing for the last 40 minutes, disabled 3 hours ago) and their attempts.
 """
 
@@ -161,7 +161,8 @@ def seed(n: int, now: datetime, tag: str) -> dict[str, int]:
 
 
 def _peak(now: datetime) -> float:
-    """Where in the seeded day (0 to 1) 14:00 UTC falls: the busiest time, as traffic goes."""
+    """Where in the seeded day (0 to 1) the traffic swells most: early afternoon UTC (the warp
+    of the time axis moves the crest to about midday)."""
     start = now - timedelta(days=1)
     return ((14 - start.hour - start.minute / 60) % 24) / 24
 
