@@ -210,3 +210,26 @@ def test_seedhistory_fills_a_day_and_rolls_it_up(db):
     assert {k: v for k, v in _rolled_codes().items() if k != ACCEPTED} == events
     assert {"DELIVERED", "DELIVERY_FAILED", "SENT", "QUEUED", "READ"} <= set(events)
     assert DeliveryAttempt.objects.exists() and Subscription.objects.filter(active=False).exists()
+
+
+def test_the_task_refreshes_and_prunes(history, settings):
+    from console.tasks import refresh_rollup
+
+    StatusMinute.objects.create(minute=history["now"] - timedelta(days=3), channel=history["sms"],
+                                code=ACCEPTED, count=1)
+    refresh_rollup()
+    assert _rolled_codes()[ACCEPTED] == 11  # today's, without the pruned one of three days ago
+
+
+def test_the_chart_puts_each_minute_in_its_place():
+    from console import chart
+
+    now = timezone.now()
+    minute = now.replace(second=0, microsecond=0)
+    drawn = chart.draw([(minute, "A", 10), (minute - timedelta(minutes=1439), "A", 4),
+                        (minute - timedelta(days=2), "A", 99)], now, [("A", "Accepted", "accepted")])
+    points = drawn.series[0].points.split()
+    assert len(points) == 1440 and drawn.series[0].total == 14  # the one two days ago is left out
+    assert points[-1] == f"{chart.WIDTH - chart.RIGHT:.1f},{chart.TOP:.1f}"  # the peak, 10, tops the axis
+    assert points[0].startswith(f"{chart.LEFT:.1f},")
+    assert [t.label for t in drawn.y_ticks] == ["0", "2", "4", "6", "8", "10"]
