@@ -3,11 +3,13 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from comms.api.errors import api_not_found
+from console.views import console
 
 from .health import healthz
 from .metrics import metrics_view
 
 urlpatterns = [
+    path("admin/console/", admin.site.admin_view(console), name="console"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("comms.api.urls")),
     path("api/v1/", include("deliveries.api.urls")),

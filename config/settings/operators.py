@@ -1,7 +1,7 @@
-"""The operators' settings: quotas per application and metrics."""
+"""The operators' settings: quotas per application, metrics, the health console."""
 
 from .base import REST_FRAMEWORK, TESTING, VAR_DIR, env
-from .workers import BROKER_IS_REDIS, CELERY_BROKER_URL
+from .workers import BROKER_IS_REDIS, CELERY_BEAT_SCHEDULE, CELERY_BROKER_URL, CELERY_TASK_ROUTES
 
 # --- Quotas per application ---------------------------------------------------------------
 # comms.quotas counts API requests and messages in this `limits` storage: Redis (the whole
@@ -18,3 +18,15 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Where the Relay processes of this host keep their counters (see comms.metrics).
 PROMETHEUS_MULTIPROC_DIR = env.str(
     "PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / ("test-metrics" if TESTING else "metrics")))
+
+# --- Console ------------------------------------------------------------------------------
+# The health console's per-minute rollup (console.rollup): refreshed by beat, topped up by
+# each page; every refresh rolls again this many minutes before where the last one stopped,
+# so rows committed late are counted. The rollup keeps this many hours.
+CONSOLE_REROLL_MINUTES = env.int("CONSOLE_REROLL_MINUTES", default=5)
+CONSOLE_ROLLUP_HOURS = env.int("CONSOLE_ROLLUP_HOURS", default=48)
+CELERY_TASK_ROUTES["console.refresh_rollup"] = {"queue": "sweeps"}
+CELERY_BEAT_SCHEDULE["console-rollup"] = {
+    "task": "console.refresh_rollup",
+    "schedule": env.float("CONSOLE_REFRESH_INTERVAL", default=60.0),
+}
