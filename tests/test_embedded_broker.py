@@ -18,7 +18,6 @@ from celery import Celery
 from kombu import Connection, Producer
 
 from config import fsbroker
-from config import settings as relay_settings
 
 TRANSPORT = fsbroker.Transport
 QUEUE = "fuzz"
@@ -160,7 +159,7 @@ def test_only_the_embedded_broker_uses_this_transport(tmp_path, monkeypatch, bro
         monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     else:
         monkeypatch.setenv("CELERY_BROKER_URL", broker_url)
-    settings = runpy.run_path(relay_settings.__file__)
+    settings = runpy.run_module("config.settings.workers")  # read afresh, with this environment
     app = Celery(set_as_current=False)
     app.config_from_object(SimpleNamespace(**settings), namespace="CELERY")
 
