@@ -11,7 +11,20 @@ from django.contrib.admin.options import ShowFacets
 from .admin_paging import CappedPaginator
 
 
-class HistoryAdmin(admin.ModelAdmin):
+class ViewOnly:
+    """No add, change or delete permission, for anyone: a page to look at."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class HistoryAdmin(ViewOnly, admin.ModelAdmin):
     paginator = CappedPaginator
     # Neither a count(*) of the whole table nor counts per filter choice on every page.
     show_full_result_count = False
@@ -21,30 +34,13 @@ class HistoryAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["comms/admin.css"]}
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def get_actions(self, request):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
 
 
-class HistoryInline(admin.TabularInline):
+class HistoryInline(ViewOnly, admin.TabularInline):
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
