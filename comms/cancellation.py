@@ -5,7 +5,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from . import lifecycle
+from . import lifecycle, pacing
 from .lifecycle import Change, Only
 from .models import Message
 from .status import EventCode, Status
@@ -29,6 +29,7 @@ def message_cancel(*, message: Message, now: datetime | None = None) -> bool:
             return False
         lifecycle.transition(_dormant_chain(message), Change(Status.CANCELLED),
                              only=Only(from_statuses={Status.PENDING}), now=now)
+    pacing.release(message.channel_id, [message.id])  # a turn it held, waiting, moves up
     return True
 
 

@@ -1,5 +1,6 @@
 """Claiming due messages for an attempt, and giving back claims a worker will not use."""
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -37,18 +38,23 @@ def release(messages: Sequence[Message], now: datetime) -> None:
 
 
 def wait_for_turns(waits: Mapping[Message, float], now: datetime) -> None:
-    """Give back claims whose attempt must wait this many seconds (a channel's pace): each
-    due then, its task published with that countdown (a wait beyond the countdown's reach
-    is the sweeper's)."""
+    """Give back claims whose attempt must wait this many seconds (their channel's turn, or
+    its pause): each due then, with a countdown to it; a turn beyond the lookahead is brought
+    within it by the sweeper first, as a far sendAt is, so it still goes on time. A turn
+    after the message expires wakes it when it expires instead."""
     if not waits:
         return
-    due_at = {message.id: now + timedelta(seconds=wait) for message, wait in waits.items()}
-    by_wait: dict[float, list[str]] = defaultdict(list)
+    due_at, by_countdown = {}, defaultdict(list)
     for message, wait in waits.items():
-        if due.within_countdown(due_at[message.id], now):
-            by_wait[wait].append(message.id)
+        turn = now + timedelta(seconds=wait)
+        if message.expires_at and turn >= message.expires_at:
+            turn = max(message.expires_at, now)
+        due_at[message.id] = due.schedule_due(turn, now)
+        if due.within_lookahead(turn, now):
+            # Rounded up to 10 ms: one task for turns that close, never one before its time.
+            by_countdown[math.ceil((turn - now).total_seconds() * 100) / 100].append(message.id)
     when = Case(*(When(id=i, then=Value(at)) for i, at in due_at.items()), output_field=DateTimeField())
     with transaction.atomic():
         Message.objects.filter(id__in=list(due_at), status__in=SENDABLE).update(due_at=when, leased_until=None)
-        for wait, ids in by_wait.items():
-            sends_on_commit(ids, countdown=wait or None)
+        for countdown, ids in by_countdown.items():
+            sends_on_commit(ids, countdown=countdown or None)

@@ -28,6 +28,7 @@ def send_attempts(message_ids: Sequence[str], *, now: datetime | None = None) ->
     messages = claim(message_ids, now)
     for message in [m for m in messages if m.expires_at and m.expires_at <= now]:
         outcomes.expired(message, now=now)
+        pacing.release(message.channel_id, [message.id])
         messages.remove(message)
     messages = _their_turn(messages)
     # Stop well inside the claim's lease; what is left goes back to the queue.
@@ -83,7 +84,8 @@ def _attempt(message, providers: dict[int, Provider], held: dict[int, float]) ->
     except ProviderError as error:
         if error.code == ErrorCode.RATE_LIMITED:
             # The whole channel pauses for what the provider asked (else its first retry delay).
-            held[channel.id] = channel.retry_delay if error.retry_after is None else error.retry_after
+            asked = channel.retry_delay if error.retry_after is None else error.retry_after
+            held[channel.id] = min(asked, pacing.MAX_HOLD)
             pacing.hold(channel, held[channel.id])
         outcomes.refused(message, error, attempt=attempt)
     except ConfigError as exc:  # an operator can fix it, so it is retried

@@ -1,144 +1,25 @@
-"""A channel's rateLimit, held across workers (comms.pacing): messages over the rate wait for
-their turn, in order, and are never failed for it; a provider's RATE_LIMITED pauses the
-whole channel for what it asked.
-
-The schedule is tested on both of its homes (Redis, and the locked files of the embedded
-default) with the same expectations; the sending tests run on whichever the suite runs on.
+"""A channel's rateLimit in sending (comms.pacing): messages over the rate wait for their
+turn and are never failed for it; a turn given up is released; a provider's RATE_LIMITED
+pauses the whole channel for what it asked. The schedule itself: test_pacing_schedule.py.
+These run on whichever schedule the suite runs on (Redis, or the embedded default's files).
 """
 
 import json
 import time
-from multiprocessing import get_context
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from comms import pacing, sending
 from comms.accounts import channel_upsert
+from comms.cancellation import message_cancel
 from comms.models import Message
-from comms.pacing import FileSchedule, RedisSchedule
 from comms.status import ErrorCode, Status
 from tests.receiver import Answer
 
 PHONE = "+447700900123"
 RATE = 5  # per second: a turn every 0.2 s
-
-
-def _redis_url() -> str | None:
-    url = settings.CELERY_BROKER_URL
-    return url if url.startswith("redis://") else None
-
-
-@pytest.fixture(params=["file", "redis"])
-def schedule(request, tmp_path):
-    if request.param == "file":
-        yield FileSchedule(tmp_path / "pacing")
-        return
-    if _redis_url() is None:
-        pytest.skip("needs Redis (CELERY_BROKER_URL=redis://...)")
-    made = RedisSchedule(_redis_url())
-    made.forget()
-    yield made
-    made.forget()
-
-
-def test_an_unpaced_channel_never_waits(schedule):
-    assert schedule.take_turns(1, 0.0, ["a", "b", "c"]) == [0, 0, 0]
-
-
-def test_turns_are_spaced_by_the_rate_in_the_order_taken(schedule):
-    waits = schedule.take_turns(1, 1 / RATE, ["a", "b", "c", "d"])
-    assert waits[0] == 0
-    assert [round(w, 1) for w in waits[1:]] == [0.2, 0.4, 0.6]
-
-
-def test_a_waiting_message_keeps_its_turn_and_later_ones_queue_behind_it(schedule):
-    schedule.take_turns(1, 1 / RATE, ["a", "b", "c"])
-    again = schedule.take_turns(1, 1 / RATE, ["c", "d"])
-    assert round(again[0], 1) == 0.4  # c's own turn, not a new one
-    assert round(again[1], 1) == 0.6  # d after c
-
-
-def test_a_message_whose_turn_has_come_goes(schedule):
-    schedule.take_turns(1, 1 / RATE, ["a", "b"])
-    time.sleep(0.21)
-    assert schedule.take_turns(1, 1 / RATE, ["b"]) == [0]
-
-
-def test_late_turns_are_not_sent_as_a_burst(schedule):
-    """Turns that come due together (their tasks were late) go most of an interval apart."""
-    schedule.take_turns(1, 1 / RATE, ["a", "b", "c", "d"])  # a goes; b, c, d wait
-    time.sleep(0.65)  # b, c and d are all due now
-    waits = schedule.take_turns(1, 1 / RATE, ["b", "c", "d"])
-    assert waits[0] == 0
-    assert [round(w, 2) for w in waits[1:]] == [0.18, 0.36]
-    # And one that comes back at the wait it was given goes then.
-    time.sleep(0.18)
-    assert schedule.take_turns(1, 1 / RATE, ["c"]) == [0]
-
-
-def test_channels_keep_their_own_turns(schedule):
-    schedule.take_turns(1, 1 / RATE, ["a", "b"])
-    assert schedule.take_turns(2, 1 / RATE, ["x"]) == [0]
-
-
-def test_a_hold_pauses_paced_and_unpaced_channels_alike(schedule):
-    schedule.hold(1, 3.0)
-    schedule.hold(2, 3.0)
-    assert all(2.9 < w <= 3.0 for w in schedule.take_turns(1, 0.0, ["a", "b"]))
-    paced = schedule.take_turns(2, 1 / RATE, ["x", "y"])
-    assert 2.9 < paced[0] <= 3.0  # x's turn (now) falls in the hold: it goes when the hold ends
-    assert round(paced[1] - paced[0], 2) == 0.18  # and y (its turn 0.2 s) not in a burst with it
-
-
-def test_a_shorter_hold_does_not_cut_a_longer_one(schedule):
-    schedule.hold(1, 5.0)
-    schedule.hold(1, 1.0)
-    assert schedule.take_turns(1, 0.0, ["a"])[0] > 4.9
-
-
-def test_forget_clears_every_channel(schedule):
-    schedule.take_turns(1, 1 / RATE, ["a", "b"])
-    schedule.hold(2, 60)
-    schedule.forget()
-    assert schedule.take_turns(1, 1 / RATE, ["c"]) == [0]
-    assert schedule.take_turns(2, 0.0, ["d"]) == [0]
-
-
-def _take_many(kind: str, where: str, prefix: str, count: int, out) -> None:
-    """In a process of its own: take `count` turns one by one; put when each falls."""
-    made = FileSchedule(Path(where)) if kind == "file" else RedisSchedule(where)
-    out.put([made.take_turns(1, 0.05, [f"{prefix}{i}"])[0] + time.time() for i in range(count)])
-
-
-@pytest.mark.parametrize("kind", ["file", "redis"])
-def test_two_processes_never_take_the_same_turn(kind, tmp_path):
-    """What makes the rate hold across workers: turns taken at once by two processes are
-    all distinct, one interval apart."""
-    where = str(tmp_path / "pacing") if kind == "file" else _redis_url()
-    if where is None:
-        pytest.skip("needs Redis (CELERY_BROKER_URL=redis://...)")
-    if kind == "redis":
-        RedisSchedule(where).forget()
-    spawn = get_context("fork")  # the children need no Django, only the schedule
-    out = spawn.Queue()
-    workers = [spawn.Process(target=_take_many, args=(kind, where, p, 40, out)) for p in ("a", "b")]
-    for worker in workers:
-        worker.start()
-    turns = sorted(out.get(timeout=60) + out.get(timeout=60))
-    for worker in workers:
-        worker.join()
-    # A turn is when it was asked plus its wait, read on this machine's clock: two taken
-    # alike would fall together; all 80 are one interval (50 ms) apart, give or take the
-    # few milliseconds between Redis answering and the clock being read.
-    assert min(b - a for a, b in zip(turns, turns[1:], strict=False)) > 0.03
-    if kind == "redis":
-        RedisSchedule(where).forget()
-
-
-# --- sending ---------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -243,3 +124,64 @@ def test_without_a_retry_after_the_pause_is_the_channels_first_retry_delay(
         sending.send_attempts([Message.objects.get().id])
     assert 3.5 < pacing.waits(gateway, ["another"])[0] <= 4.0
 
+
+
+@pytest.mark.django_db
+def test_a_turn_beyond_the_lookahead_is_brought_within_it_by_the_sweeper(
+        settings, application, paced_channel, published, django_capture_on_commit_callbacks):
+    """A far turn is not left to the sweeper's grace (it would go late, and late turns push
+    the ones behind them): due a lookahead before it, like a far sendAt, with no countdown."""
+    _paced(paced_channel, 0.01)  # a turn every 100 s
+    first, second, third = _queued(application, paced_channel, 3)  # turns at 0, 100 and 200 s
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.send_attempts([first.id, second.id, third.id])
+    second.refresh_from_db()
+    third.refresh_from_db()
+    assert abs((second.due_at - timezone.now()).total_seconds() - 100) < 1  # within the lookahead (120 s)
+    lookahead = settings.RELAY_SCHEDULE_LOOKAHEAD
+    assert abs((third.due_at - timezone.now()).total_seconds() - (200 - lookahead)) < 1
+    assert [round(o["countdown"]) for _a, o in published.of("send_messages")] == [100]
+
+
+@pytest.mark.django_db
+def test_a_message_that_expires_before_its_turn_wakes_when_it_expires(
+        application, paced_channel, published, django_capture_on_commit_callbacks):
+    _paced(paced_channel, 0.01)
+    first, second = _queued(application, paced_channel, 2)
+    expires = timezone.now() + timedelta(seconds=30)
+    Message.objects.filter(id=second.id).update(expires_at=expires)
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.send_attempts([first.id, second.id])
+    second.refresh_from_db()
+    assert second.due_at == expires and second.status == Status.QUEUED
+    # Expired when it comes back: its turn is released, and the next message takes it.
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.send_attempts([second.id], now=expires)
+    second.refresh_from_db()
+    assert second.status == Status.EXPIRED
+    assert 99 < pacing.waits(paced_channel, ["another"])[0] <= 100
+
+
+@pytest.mark.django_db
+def test_cancelling_a_waiting_message_releases_its_turn(
+        application, paced_channel, published, django_capture_on_commit_callbacks):
+    _paced(paced_channel, RATE)
+    messages = _queued(application, paced_channel, 3)  # turns at 0, 0.2 and 0.4 s
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.send_attempts([m.id for m in messages])
+    assert message_cancel(message=Message.objects.get(id=messages[2].id))
+    assert round(pacing.waits(paced_channel, ["another"])[0], 1) == 0.4  # the cancelled one's turn
+
+
+@pytest.mark.django_db
+def test_a_pause_is_at_most_an_hour_and_never_fails_the_attempts(paced_channel, monkeypatch, caplog):
+    pacing.hold(paced_channel, 10 ** 9)
+    assert pacing.waits(paced_channel, ["a"])[0] <= pacing.MAX_HOLD
+
+    class Unreachable:
+        def hold(self, *args):
+            raise ConnectionError("the schedule is away")
+
+    monkeypatch.setattr(pacing, "_schedule", lambda: Unreachable())
+    pacing.hold(paced_channel, 5)  # logged, not raised: the attempts already made are recorded
+    assert "not paused" in caplog.text
