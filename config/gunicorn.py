@@ -1,4 +1,4 @@
-"""gunicorn's settings for the web process (the Procfile's `web` line: `gunicorn -c config/gunicorn.py`).
+"""gunicorn's settings for the web process (the Procfile's `web` line: `gunicorn -c python:config.gunicorn`, a module, so it is found from any working directory).
 
 Django is set up in the master, before it forks its workers, so comms.metrics (and with it
 prometheus_client, in multiprocess mode) is loaded once and every worker shares its directory.

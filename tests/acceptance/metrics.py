@@ -1,7 +1,7 @@
 """Acceptance run for /metrics against a running platform (not a pytest module).
 
     export DATABASE_URL=... CELERY_BROKER_URL=redis://... METRICS_TOKEN=...
-    honcho start -p 8000 web beat            # in one shell (gunicorn with config/gunicorn.py)
+    honcho start -p 8000 web beat            # in one shell (gunicorn with config.gunicorn)
     python -m tests.acceptance.metrics       # in another: starts two workers of its own
 
 It starts TWO separate Celery worker processes (each a prefork pool of 2), sends 500
