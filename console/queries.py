@@ -4,7 +4,7 @@ subscriptions). Each function is one query, whatever the number of channels or s
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Min, OuterRef, Q, Subquery, Sum
+from django.db.models import Case, Count, F, Min, OuterRef, Q, Subquery, Sum, When
 
 from comms.models import Application, Message
 from comms.status import EventCode, Status
@@ -47,13 +47,22 @@ def webhook_outcomes(now: datetime) -> dict[str, tuple[int, int]]:
     return {r["subscription_id"]: (r["ok"], r["bad"]) for r in rows}
 
 
-def subscriptions() -> list[Subscription]:
-    """Every subscription with its oldest undelivered event: the oldest pending delivery,
-    found per subscription at the end of the delivery_sub_status index."""
+# The console lists this many subscriptions, those that need an operator first; the rest
+# are a link away (the admin's subscription list).
+SUBSCRIPTIONS_SHOWN = 50
+
+
+def subscriptions() -> tuple[list[Subscription], int]:
+    """The subscriptions that most need looking at (disabled, then failing or backing off,
+    then by their oldest undelivered event) with that event's time, and how many there are.
+    The oldest pending delivery is found per subscription at the end of delivery_sub_status."""
     oldest = (Delivery.objects.filter(subscription=OuterRef("pk"), status=Delivery.Status.PENDING)
               .order_by("created_at").values("created_at")[:1])
-    return list(Subscription.objects.select_related("application")
-                .annotate(oldest_pending=Subquery(oldest)).order_by("application__name", "created_at"))
+    attention = Case(When(disabled_at__isnull=False, active=False, then=0),
+                     When(Q(failing_since__isnull=False) | Q(backing_off_since__isnull=False), then=1), default=2)
+    shown = (Subscription.objects.select_related("application").annotate(oldest_pending=Subquery(oldest))
+             .order_by(attention, F("oldest_pending").asc(nulls_last=True), "application__name", "created_at"))
+    return list(shown[:SUBSCRIPTIONS_SHOWN]), Subscription.objects.count()
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,14 @@ class SubscriptionRow:
 
 def build(now: datetime) -> dict:
     by_channel = queries.counts_by_channel_and_code(now)
+    shown, subscription_count = queries.subscriptions()
     return {
         "now": now,
         "status_counts": _status_counts(by_channel),
         "chart": chart.draw(queries.per_minute(now), now, CHART_SERIES),
         "channels": _channels(by_channel, queries.latency_buckets(now)),
-        "subscriptions": _subscriptions(queries.subscriptions(), queries.webhook_outcomes(now)),
+        "subscriptions": _subscriptions(shown, queries.webhook_outcomes(now)),
+        "subscriptions_not_shown": subscription_count - len(shown),
         "backlog": [*queries.message_backlog(now), queries.sent_backlog(), queries.delivery_backlog(now)],
     }
 

@@ -1,5 +1,6 @@
 """The health console: its per-minute rollup against the history it rolls up, and the page."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -181,6 +182,16 @@ def test_the_page_shows_counts_channels_subscriptions_backlog_and_chart(admin_cl
     for text in ("state-healthy", "state-failing", "state-disabled", "failing for 20 min",
                  "The endpoint answered 410 Gone", "66.7 %", "30 min"):
         assert text in html, text
+
+
+def test_subscriptions_that_need_an_operator_come_first_and_the_list_is_capped(admin_client, history,
+                                                                             monkeypatch):
+    monkeypatch.setattr(queries, "SUBSCRIPTIONS_SHOWN", 2)
+    html = admin_client.get("/admin/console/").content.decode()
+    shown = re.findall(r'<tr data-subscription="(\w+)">', html)
+    gone = Subscription.objects.get(url="https://hooks.example.com/gone")
+    assert shown == [gone.id, history["failing"].id]  # disabled, then failing; the healthy one is left out
+    assert "1 more in" in html and "/admin/deliveries/subscription/" in html
 
 
 def test_the_backlog_counts_due_work_and_sent_messages(history):

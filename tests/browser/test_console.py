@@ -23,7 +23,7 @@ def test_an_operator_opens_the_console_from_the_admin_index_and_reads_it(admin_p
     assert sms[:5] == ["sms", "8", "4", "2", "66.7 %"] and sms[5].endswith(" s")
     subscriptions = admin_page.locator("#subscription-table tbody tr")
     assert subscriptions.count() == 3
-    assert admin_page.locator("#subscription-table .state").all_inner_texts() == ["healthy", "failing", "disabled"]
+    assert admin_page.locator("#subscription-table .state").all_inner_texts() == ["disabled", "failing", "healthy"]
     assert admin_page.get_by_text("The endpoint answered 410 Gone").is_visible()
     queued = admin_page.locator('[data-backlog="QUEUED due"]')
     assert queued.locator(".value").inner_text() == "1" and "2 min ago" in queued.inner_text()
