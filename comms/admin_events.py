@@ -16,8 +16,35 @@ def search_by_message(queryset, term: str):
     return queryset.filter(message_id=term) if term else queryset
 
 
+class EventColumns:
+    """An event's columns as the message page's timeline and the events list both show them:
+    to the millisecond, the code as the webhooks carry it, the error as its code and message."""
+
+    error_width: int | None = None  # characters of the error shown; None: all of it
+
+    @admin.display(description="at", ordering="created_at")
+    def at(self, event):
+        return to_the_millisecond(event.created_at)
+
+    @admin.display(description="#")
+    def seq(self, event):
+        return event.sequence
+
+    @admin.display(description="status code")
+    def code(self, event):
+        return event.status_code
+
+    @admin.display(description="error")
+    def error(self, event):
+        return error_text(event.error_code, event.error_message, width=self.error_width)
+
+    @admin.display(description="fallback to")
+    def fallback(self, event):
+        return link_to(Message, event.fallback_to or None, width=SHORT_ID)
+
+
 @admin.register(MessageEvent)
-class MessageEventAdmin(HistoryAdmin):
+class MessageEventAdmin(EventColumns, HistoryAdmin):
     list_display = ["at", "message_shown", "seq", "code", "error", "attempt"]
     list_display_links = ["at"]
     sortable_by = ["at"]
@@ -29,37 +56,18 @@ class MessageEventAdmin(HistoryAdmin):
     fields = ["at", "message_shown", "sequence", "code", "error_in_full", "raw_code", "attempt",
               "fallback", "link", "env"]
     readonly_fields = fields
+    error_width = 24
 
     def get_search_results(self, request, queryset, search_term):
         return search_by_message(queryset, search_term), False
-
-    @admin.display(description="at", ordering="created_at")
-    def at(self, event):
-        return to_the_millisecond(event.created_at)
-
-    @admin.display(description="status code")
-    def code(self, event):
-        return event.status_code
-
-    @admin.display(description="seq")
-    def seq(self, event):
-        return event.sequence
 
     @admin.display(description="message")
     def message_shown(self, event):
         return link_to(Message, event.message_id, width=SHORT_ID)
 
     @admin.display(description="error")
-    def error(self, event):
-        return error_text(event.error_code, event.error_message, width=24)
-
-    @admin.display(description="error")
     def error_in_full(self, event):
         return error_text(event.error_code, event.error_message)
-
-    @admin.display(description="fallback to")
-    def fallback(self, event):
-        return link_to(Message, event.fallback_to or None, width=SHORT_ID)
 
 
 @admin.register(Receipt)

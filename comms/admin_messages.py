@@ -7,7 +7,8 @@ from django.contrib import admin
 from django.db.models import Q
 from django.utils.html import format_html
 
-from .admin_display import SHORT_ID, clipped, error_text, link, link_to, to_the_millisecond
+from .admin_display import SHORT_ID, clipped, link
+from .admin_events import EventColumns
 from .admin_filters import code_filter
 from .admin_readonly import HistoryAdmin, HistoryInline
 from .ids import new_id
@@ -33,36 +34,16 @@ def pretty_json(value) -> str:
     return format_html('<pre class="relay-json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False))
 
 
-class MessageEventInline(HistoryInline):
+class MessageEventInline(EventColumns, HistoryInline):
     model = MessageEvent
     fields = ["at", "seq", "code", "error", "raw_code", "attempt", "fallback", "link_shown"]
     readonly_fields = fields
     ordering = ["sequence"]
     verbose_name_plural = "events"
 
-    @admin.display(description="at")
-    def at(self, event):
-        return to_the_millisecond(event.created_at)
-
-    @admin.display(description="#")
-    def seq(self, event):
-        return event.sequence
-
-    @admin.display(description="status code")
-    def code(self, event):
-        return event.status_code  # as the webhooks carry it
-
     @admin.display(description="link")
     def link_shown(self, event):
         return clipped(event.link, 24) or "-"
-
-    @admin.display(description="error")
-    def error(self, event):
-        return error_text(event.error_code, event.error_message)
-
-    @admin.display(description="fallback to")
-    def fallback(self, event):
-        return link_to(Message, event.fallback_to or None, width=SHORT_ID)
 
 
 @admin.register(Message)
